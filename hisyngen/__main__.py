@@ -1,0 +1,3 @@
+from hisyngen.cli import main
+
+main()

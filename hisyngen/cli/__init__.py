@@ -1,0 +1,28 @@
+"""The ``hisyngen`` command line: a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import click
+
+from hisyngen import __version__
+from hisyngen.cli.common import HisynGroup
+from hisyngen.cli.sources import inspect
+
+
+@click.group(cls=HisynGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hisyngen")
+def cli() -> None:
+    """Turn weakly-labelled histopathology patches into fully-supervised segmentation datasets.
+
+    \b
+    Typical use:
+      hisyngen inspect DATA            what the dataset holds, what is wrong with it
+    """
+
+
+cli.add_command(inspect)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="hisyngen")

@@ -1,0 +1,154 @@
+"""Single-tissue pools, decoded once into a memory-mapped pack that every worker shares.
+
+Mosaic draws 16 source crops per sample; decoding a PNG costs several milliseconds, so decoding on
+demand would dominate synthesis. A :class:`PoolPack` holds every single-tissue train image as raw
+RGB plus its white-background mask in two flat files under a cache folder keyed by the source
+fingerprint and the background parameters. Workers open it with ``numpy.memmap``: the operating
+system shares the pages between processes and nothing is decoded twice, across runs too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hisyngen.errors import HisynError, ImageReadError
+from hisyngen.imageio import atomic_write_text, read_rgb
+from hisyngen.sources.background import BackgroundParams, background_mask
+from hisyngen.sources.layout import Problem, Record, Source
+
+PACK_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$HISYNGEN_CACHE`` or ``$XDG_CACHE_HOME/hisyngen`` (``~/.cache/hisyngen``)."""
+    if os.environ.get("HISYNGEN_CACHE"):
+        return Path(os.environ["HISYNGEN_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "hisyngen"
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    id: str
+    tissue: int
+    offset: int
+    height: int
+    width: int
+    background_fraction: float
+
+
+class PoolPack:
+    """Read-only view of a built pack: ``image(i)``, ``background(i)`` and per-class entry indices."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "index.json").read_text())
+        if meta.get("version") != PACK_VERSION:
+            raise HisynError(f"{self.folder}: pool pack version {meta.get('version')} is not {PACK_VERSION}; delete it")
+        self.meta = meta
+        self.num_classes: int = meta["num_classes"]
+        self.background_params = BackgroundParams(**meta["background"])
+        self.entries = [PoolEntry(**e) for e in meta["entries"]]
+        total = sum(e.height * e.width for e in self.entries)
+        self._pixels = np.memmap(self.folder / "pixels.u8", np.uint8, "r", shape=(max(total, 1) * 3,))
+        self._background = np.memmap(self.folder / "background.u8", np.uint8, "r", shape=(max(total, 1),))
+        self.by_class: list[np.ndarray] = [
+            np.array([i for i, e in enumerate(self.entries) if e.tissue == c], np.int64) for c in range(self.num_classes)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def image(self, index: int) -> np.ndarray:
+        """RGB uint8 (H, W, 3) of entry ``index`` (a read-only view into the pack)."""
+        e = self.entries[index]
+        return self._pixels[3 * e.offset : 3 * (e.offset + e.height * e.width)].reshape(e.height, e.width, 3)
+
+    def background(self, index: int) -> np.ndarray:
+        """Boolean (H, W) white-background mask of entry ``index``."""
+        e = self.entries[index]
+        return self._background[e.offset : e.offset + e.height * e.width].reshape(e.height, e.width).view(bool)
+
+    def class_counts(self) -> list[int]:
+        return [len(ids) for ids in self.by_class]
+
+    def preload(self) -> "PoolPack":
+        """Read the whole pack into memory (benchmarks; small pools)."""
+        self._pixels = np.array(self._pixels)
+        self._background = np.array(self._background)
+        return self
+
+
+def pack_key(source: Source, records: list[Record], params: BackgroundParams) -> str:
+    return f"{source.spec.name.replace(':', '_').replace('/', '_')}-{source.fingerprint(records)}-t{params.threshold}-s{params.min_size}"
+
+
+def build_pool_pack(
+    source: Source,
+    params: BackgroundParams = BackgroundParams(),
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[PoolPack, list[Problem]]:
+    """Open the pack of ``source``'s single-tissue images, decoding them first if it is not cached.
+
+    Unreadable images are skipped and returned as problems (and remembered in the pack, so a cached
+    pack reports them again).
+    """
+    from tqdm import tqdm
+
+    records = [r for r in source.train if r.is_single_tissue]
+    if not records:
+        raise HisynError(f"{source.root}: no single-tissue train images (label vectors with exactly one 1)")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = cache / "pools" / pack_key(source, records, params)
+    if (folder / "index.json").is_file():
+        pack = PoolPack(folder)
+        return pack, [Problem(**p) for p in pack.meta.get("problems", [])]
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+    try:
+        entries, problems, offset = [], [], 0
+        with open(tmp / "pixels.u8", "wb") as pixels, open(tmp / "background.u8", "wb") as background:
+            for record in tqdm(records, desc="decoding single-tissue pool", unit="img", disable=not progress):
+                try:
+                    image = read_rgb(record.path)
+                except ImageReadError as exc:
+                    problems.append(Problem("unreadable", str(record.path), exc.reason))
+                    continue
+                bg = background_mask(image, params)
+                pixels.write(image.tobytes())
+                background.write(bg.astype(np.uint8).tobytes())
+                h, w = bg.shape
+                entries.append(PoolEntry(record.id, record.tissue, offset, h, w, round(float(bg.mean()), 6)).__dict__)
+                offset += h * w
+            if offset == 0:  # numpy cannot map an empty file
+                pixels.write(b"\0" * 3)
+                background.write(b"\0")
+        if not entries:
+            raise HisynError(f"{source.root}: none of the {len(records)} single-tissue images could be read")
+        meta = {
+            "version": PACK_VERSION,
+            "source": str(source.root),
+            "spec": source.spec.name,
+            "num_classes": source.spec.num_classes,
+            "background": {"threshold": params.threshold, "min_size": params.min_size},
+            "entries": entries,
+            "problems": [p.__dict__ for p in problems],
+        }
+        atomic_write_text(tmp / "index.json", json.dumps(meta))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process finished the same pack first: use theirs
+            if not (folder / "index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PoolPack(folder), problems
