@@ -14,3 +14,6 @@ class ImageReadError(HisynError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # survive pickling across worker processes
+        return (type(self), (self.path, self.reason))

@@ -7,6 +7,7 @@ import click
 from hisyngen import __version__
 from hisyngen.cli.common import HisynGroup
 from hisyngen.cli.sources import inspect
+from hisyngen.cli.synth import merge, preview, synth
 
 
 @click.group(cls=HisynGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -17,10 +18,13 @@ def cli() -> None:
     \b
     Typical use:
       hisyngen inspect DATA            what the dataset holds, what is wrong with it
+      hisyngen synth DATA -s bezier -o corpus     synthetic images with exact masks
+      hisyngen preview corpus -o grid.png         look at them
     """
 
 
-cli.add_command(inspect)
+for command in (inspect, synth, merge, preview):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -113,12 +113,17 @@ class Source:
         """Train records with two or more tissue labels (the discriminator's real images)."""
         return [r for r in self.train if r.labels is not None and sum(r.labels) >= 2]
 
-    def fingerprint(self, records: Iterable[Record] | None = None) -> str:
-        """A short hash of the spec and the records' paths, sizes and modification times."""
+    def fingerprint(self, records: Iterable[Record] | None = None, with_mtime: bool = True) -> str:
+        """A short hash of the spec and the records' ids, labels, sizes (and modification times).
+
+        Without mtimes it identifies the same data copied to another machine (corpus shards);
+        with them it also notices files rewritten in place (the decoded-pool cache).
+        """
         digest = hashlib.sha256(json.dumps(self.spec.to_dict(), sort_keys=True).encode())
         for record in sorted(records if records is not None else self.train, key=lambda r: r.id):
             stat = record.path.stat()
-            digest.update(f"{record.id}\0{record.labels}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            mtime = stat.st_mtime_ns if with_mtime else 0
+            digest.update(f"{record.id}\0{record.labels}\0{stat.st_size}\0{mtime}\n".encode())
         return digest.hexdigest()[:16]
 
 

@@ -66,6 +66,14 @@ class PoolPack:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def tissue(self, index: int) -> int:
+        """Class index of entry ``index``."""
+        return self.entries[index].tissue
+
+    def background_fraction(self, index: int) -> float:
+        """Fraction of white background in entry ``index``."""
+        return self.entries[index].background_fraction
+
     def image(self, index: int) -> np.ndarray:
         """RGB uint8 (H, W, 3) of entry ``index`` (a read-only view into the pack)."""
         e = self.entries[index]

@@ -1,0 +1,436 @@
+"""Synthesized corpora on disk: configuration, manifest schema, the parallel resumable writer, merge.
+
+Layout (docs/formats.md)::
+
+    CORPUS/corpus.json      configuration (strategy, parameters, seed, count, spec, source, shard, filter)
+    CORPUS/images/<id>.png  RGB images
+    CORPUS/masks/<id>.png   palette masks (0..C-1, 255 = ignore)
+    CORPUS/parts/*.jsonl    manifest rows of finished chunks (while the corpus is being written)
+    CORPUS/manifest.jsonl   every row, sorted by index; written last, so it marks completion
+
+Work is split into fixed chunks of sample indices. A chunk's images and masks are written under
+temporary names and renamed; its manifest part is written (atomically) only after all of them, so
+a chunk is done iff its part exists and an interrupted run resumes by redoing unfinished chunks.
+Sample i's generator derives from (seed, strategy, i) alone, so the bytes do not depend on the
+number of workers or shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from hisyngen.errors import HisynError
+from hisyngen.imageio import atomic_write_bytes, atomic_write_text, encode_mask_png, encode_rgb_png
+from hisyngen.spec import DatasetSpec
+
+FORMAT = "hisyngen-corpus"
+VERSION = 1
+CHUNK_SIZE = 64
+
+
+def sample_id(strategy: str, seed: int, index: int) -> str:
+    """File stem of a sample: unique across strategies and seeds, sortable by index."""
+    return f"{strategy}-s{seed}-{index:06d}"
+
+
+@dataclass
+class CorpusConfig:
+    """The identity of a corpus: two runs with equal configs produce identical files."""
+
+    strategy: str
+    params: dict[str, Any]
+    seed: int
+    count: int
+    spec: dict[str, Any]
+    source: dict[str, Any]
+    """``{"root": str, "fingerprint": str}``; only the fingerprint identifies the data."""
+    shard: dict[str, int] | None = None
+    filter: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "strategy": self.strategy, "params": self.params,
+                "seed": self.seed, "count": self.count, "spec": self.spec, "source": self.source,
+                "shard": self.shard, "filter": self.filter}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str) -> "CorpusConfig":
+        if data.get("format") != FORMAT:
+            raise HisynError(f"{origin} is not a hisyngen corpus configuration")
+        if data.get("version") != VERSION:
+            raise HisynError(f"{origin}: corpus format version {data.get('version')} is not supported (need {VERSION})")
+        return cls(**{k: data.get(k) for k in ("strategy", "params", "seed", "count", "spec", "source", "shard", "filter")})
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for two folders to hold (parts of) the same corpus."""
+        return {"strategy": self.strategy, "params": self.params, "seed": self.seed, "count": self.count,
+                "spec": self.spec, "fingerprint": self.source.get("fingerprint"), "filter": self.filter}
+
+    def differences(self, other: "CorpusConfig") -> list[str]:
+        mine, theirs = self.identity(), other.identity()
+        return [f"{k}: {_short(mine[k])} vs {_short(theirs[k])}" for k in mine if mine[k] != theirs[k]]
+
+    def index_range(self) -> range:
+        """The sample indices this folder is responsible for (its shard, or all)."""
+        if self.shard is None:
+            return range(self.count)
+        i, n = self.shard["index"], self.shard["count"]
+        return range(i * self.count // n, (i + 1) * self.count // n)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Corpus:
+    """Read access to a corpus folder."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        config_path = self.folder / "corpus.json"
+        if not config_path.is_file():
+            raise HisynError(f"{self.folder} is not a hisyngen corpus (no corpus.json)")
+        try:
+            data = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise HisynError(f"{config_path}: not valid JSON ({exc.msg})") from None
+        self.config = CorpusConfig.from_dict(data, str(config_path))
+        self.spec = DatasetSpec.from_dict(self.config.spec, origin=str(config_path))
+
+    @property
+    def complete(self) -> bool:
+        return (self.folder / "manifest.jsonl").is_file()
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Manifest rows in index order, streamed (a complete corpus only)."""
+        if not self.complete:
+            raise HisynError(f"{self.folder} is incomplete (no manifest.jsonl): rerun the command that made it to finish it")
+        with open(self.folder / "manifest.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
+
+    def __len__(self) -> int:
+        with open(self.folder / "manifest.jsonl", "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+
+    def image_path(self, row: dict[str, Any]) -> Path:
+        return self.folder / "images" / f"{row['id']}.png"
+
+    def mask_path(self, row: dict[str, Any]) -> Path:
+        return self.folder / "masks" / f"{row['id']}.png"
+
+
+def sample_row(sample: Any, *, strategy: str, seed: int, index: int, source_ids: list[str], num_classes: int) -> dict[str, Any]:
+    """The manifest row of a generated sample (docs/formats.md)."""
+    counts = sample.class_pixels(num_classes)
+    total = float(sample.mask.size)
+    return {
+        "id": sample_id(strategy, seed, index),
+        "index": index,
+        "strategy": strategy,
+        "seed": seed,
+        "labels": [int(c > 0) for c in counts[:num_classes]],
+        "fractions": [round(int(c) / total, 6) for c in counts[:num_classes]],
+        "ignore_fraction": round(int(counts[num_classes]) / total, 6),
+        "sources": [source_ids[i] for i in sample.sources],
+        "geometry": sample.geometry,
+    }
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+@dataclass
+class SynthSummary:
+    """What a synthesis run did."""
+
+    out: str
+    strategy: str
+    count: int
+    indices: list[int]
+    generated: int
+    resumed: int
+    seconds: float
+    complete: bool
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": self.out, "strategy": self.strategy, "count": self.count,
+                "indices": [self.indices[0], self.indices[-1] + 1] if self.indices else [0, 0],
+                "generated": self.generated, "resumed": self.resumed, "seconds": round(self.seconds, 2),
+                "complete": self.complete, "problems": self.problems}
+
+
+def prepare_output(out: Path, config: CorpusConfig) -> bool:
+    """Create ``out`` for ``config`` or check it holds the same corpus. Returns True when complete."""
+    config_path = out / "corpus.json"
+    if config_path.is_file():
+        existing = Corpus(out).config
+        diffs = existing.differences(config)
+        if existing.shard != config.shard:
+            diffs.append(f"shard: {existing.shard} vs {config.shard}")
+        if diffs:
+            raise HisynError(f"{out} holds a different corpus ({'; '.join(diffs)}); choose another --out or delete it")
+        return (out / "manifest.jsonl").is_file()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise HisynError(f"{out} exists and is not an empty folder or a hisyngen corpus; choose another --out")
+    for sub in ("images", "masks", "parts"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    return False
+
+
+def remove_temporaries(out: Path) -> None:
+    """Drop half-written files left by an interrupted run (they never made it into a manifest)."""
+    for sub in ("images", "masks", "parts"):
+        folder = out / sub
+        if folder.is_dir():
+            for path in folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+
+
+def chunk_ranges(indices: range, chunk_size: int = CHUNK_SIZE) -> list[tuple[int, int]]:
+    """Fixed chunks aligned to multiples of ``chunk_size`` (the same for any worker count)."""
+    out = []
+    start = indices.start
+    while start < indices.stop:
+        stop = min((start // chunk_size + 1) * chunk_size, indices.stop)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def part_path(out: Path, start: int, stop: int) -> Path:
+    return out / "parts" / f"{start:09d}-{stop:09d}.jsonl"
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+
+
+def finalize(out: Path, chunks: list[tuple[int, int]]) -> None:
+    """Concatenate the chunk parts (in index order) into manifest.jsonl and drop the parts."""
+    tmp = out / ".manifest.jsonl.tmp"
+    with open(tmp, "wb") as handle:
+        for start, stop in chunks:
+            with open(part_path(out, start, stop), "rb") as part:
+                shutil.copyfileobj(part, handle)
+    os.replace(tmp, out / "manifest.jsonl")
+    shutil.rmtree(out / "parts", ignore_errors=True)
+
+
+class SampleWriter:
+    """Generates and writes chunks of one corpus; lives in each worker process (or in-process)."""
+
+    def __init__(self, out: str, pack_folder: str, strategy_name: str, params: dict[str, Any], seed: int,
+                 spec: dict[str, Any]) -> None:
+        import cv2
+
+        from hisyngen.sources.pools import PoolPack
+        from hisyngen.synthesis import make_strategy
+
+        cv2.setNumThreads(1)  # parallelism comes from worker processes
+        self.out = Path(out)
+        self.pool = PoolPack(Path(pack_folder))
+        self.strategy = make_strategy(strategy_name, params)
+        self.seed = seed
+        self.spec = DatasetSpec.from_dict(spec)
+        self.palette = self.spec.mask_palette()
+        self.source_ids = [e.id for e in self.pool.entries]
+
+    def generate(self, index: int):
+        from hisyngen.synthesis import sample_rng
+
+        sample = self.strategy.generate(self.pool, sample_rng(self.seed, self.strategy.name, index))
+        row = sample_row(sample, strategy=self.strategy.name, seed=self.seed, index=index,
+                         source_ids=self.source_ids, num_classes=self.spec.num_classes)
+        return sample, row
+
+    def write_sample(self, sample: Any, row: dict[str, Any]) -> None:
+        atomic_write_bytes(self.out / "images" / f"{row['id']}.png", encode_rgb_png(sample.image))
+        atomic_write_bytes(self.out / "masks" / f"{row['id']}.png", encode_mask_png(sample.mask, self.palette))
+
+    def write_chunk(self, chunk: tuple[int, int]) -> int:
+        rows = []
+        for index in range(*chunk):
+            sample, row = self.generate(index)
+            self.write_sample(sample, row)
+            rows.append(row)
+        write_rows(part_path(self.out, *chunk), rows)
+        return len(rows)
+
+
+_WORKER: SampleWriter | None = None
+
+
+def _init_worker(*args: Any) -> None:
+    global _WORKER
+    _WORKER = SampleWriter(*args)
+
+
+def _worker_write_chunk(chunk: tuple[int, int]) -> int:
+    assert _WORKER is not None
+    return _WORKER.write_chunk(chunk)
+
+
+def run_chunks(
+    chunks: list[tuple[int, int]],
+    writer_args: tuple,
+    workers: int,
+    on_done: Callable[[int], None],
+) -> None:
+    """Write ``chunks`` in-process (1 worker) or in a spawned process pool; ``on_done(n)`` per chunk."""
+    if workers <= 1 or len(chunks) <= 1:
+        writer = SampleWriter(*writer_args)
+        for chunk in chunks:
+            on_done(writer.write_chunk(chunk))
+        return
+    import multiprocessing
+
+    # spawn: safe with torch/OpenMP already initialised in the parent (fork is not), same on every OS.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=writer_args) as pool:
+        for done in pool.imap_unordered(_worker_write_chunk, chunks):
+            on_done(done)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0 <= i < n) -> (i, n)."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise HisynError(f"--shard must look like i/n (for example 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise HisynError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def synthesize(
+    source: Any,
+    strategy: Any,
+    out: str | Path,
+    count: int,
+    seed: int = 0,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> SynthSummary:
+    """Generate ``count`` samples of ``strategy`` from ``source`` into the corpus folder ``out``.
+
+    Resumes an interrupted run with the same arguments; refuses a folder holding anything else.
+    With ``shard=(i, n)`` only the i-th of n contiguous index ranges is generated (merge the shards
+    with :func:`merge_corpora`).
+    """
+    from tqdm import tqdm
+
+    from hisyngen.sources.pools import build_pool_pack
+
+    if count < 1:
+        raise HisynError(f"--count must be >= 1, got {count}")
+    if seed < 0:
+        raise HisynError(f"--seed must be >= 0, got {seed}")
+    out = Path(out)
+    started = time.perf_counter()
+    pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
+    strategy.check_pool(pack, source.spec.classes)
+    singles = [r for r in source.train if r.is_single_tissue]
+    config = CorpusConfig(
+        strategy=strategy.name, params=strategy.params(), seed=seed, count=count, spec=source.spec.to_dict(),
+        source={"root": str(Path(source.root).resolve()), "fingerprint": source.fingerprint(singles, with_mtime=False)},
+        shard=None if shard is None else {"index": shard[0], "count": shard[1]},
+    )
+    indices = config.index_range()
+    complete = prepare_output(out, config)
+    chunks = chunk_ranges(indices)
+    summary = SynthSummary(out=str(out), strategy=strategy.name, count=count, indices=list(indices[:1]) + list(indices[-1:]),
+                           generated=0, resumed=0, seconds=0.0, complete=True, problems=[str(p) for p in problems])
+    if complete:
+        summary.resumed = len(indices)
+        summary.seconds = time.perf_counter() - started
+        return summary
+    remove_temporaries(out)
+    pending = [c for c in chunks if not part_path(out, *c).is_file()]
+    summary.resumed = sum(stop - start for start, stop in chunks) - sum(stop - start for start, stop in pending)
+    writer_args = (str(out), str(pack.folder), strategy.name, strategy.params(), seed, source.spec.to_dict())
+    with tqdm(total=len(indices), initial=summary.resumed, desc=f"{strategy.name} -> {out.name}", unit="img",
+              disable=not progress, smoothing=0.1) as bar:
+        def done(n: int) -> None:
+            summary.generated += n
+            bar.update(n)
+
+        run_chunks(pending, writer_args, workers, done)
+    finalize(out, chunks)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def merge_corpora(shards: list[str | Path], out: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Merge complete shards (``--shard i/n`` for every i) into one corpus identical to an unsharded run."""
+    from tqdm import tqdm
+
+    if not shards:
+        raise HisynError("merge needs at least one shard folder")
+    corpora = [Corpus(s) for s in shards]
+    for corpus in corpora:
+        if corpus.config.shard is None:
+            raise HisynError(f"{corpus.folder} is not a shard (it was made without --shard)")
+        if not corpus.complete:
+            raise HisynError(f"{corpus.folder} is an unfinished shard: rerun its synth command first")
+    first = corpora[0].config
+    for corpus in corpora[1:]:
+        diffs = first.differences(corpus.config)
+        if diffs:
+            raise HisynError(f"{corpus.folder} is a shard of another corpus than {corpora[0].folder}: {'; '.join(diffs)}")
+    n = first.shard["count"]  # type: ignore[index]
+    by_index = {}
+    for corpus in corpora:
+        shard = corpus.config.shard
+        if shard["count"] != n:  # type: ignore[index]
+            raise HisynError(f"{corpus.folder} is shard {shard['index']}/{shard['count']} but others are out of {n}")  # type: ignore[index]
+        if shard["index"] in by_index:  # type: ignore[index]
+            raise HisynError(f"shard {shard['index']}/{n} given twice ({by_index[shard['index']].folder} and {corpus.folder})")  # type: ignore[index]
+        by_index[shard["index"]] = corpus  # type: ignore[index]
+    missing = sorted(set(range(n)) - set(by_index))
+    if missing:
+        raise HisynError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing")
+    merged = CorpusConfig(**{**first.__dict__, "shard": None})
+    out = Path(out)
+    if prepare_output(out, merged):
+        return {"out": str(out), "count": merged.count, "shards": n, "copied": 0}
+    remove_temporaries(out)
+    copied = 0
+    with tqdm(total=merged.count, desc=f"merging -> {out.name}", unit="img", disable=not progress) as bar:
+        rows_out = out / ".manifest.jsonl.tmp"
+        with open(rows_out, "w", encoding="utf-8") as handle:
+            for i in range(n):
+                corpus = by_index[i]
+                for row in corpus.rows():
+                    for kind, path in (("images", corpus.image_path(row)), ("masks", corpus.mask_path(row))):
+                        target = out / kind / path.name
+                        if not target.is_file():
+                            atomic_write_bytes(target, path.read_bytes())
+                            copied += 1
+                    handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+                    bar.update(1)
+        os.replace(rows_out, out / "manifest.jsonl")
+    shutil.rmtree(out / "parts", ignore_errors=True)
+    return {"out": str(out), "count": merged.count, "shards": n, "copied": copied}
+
+
+def label_histogram(corpus: Corpus) -> dict[str, int]:
+    """Samples per class (a class counts when present in the mask)."""
+    totals = np.zeros(corpus.spec.num_classes, np.int64)
+    for row in corpus.rows():
+        totals += np.asarray(row["labels"], np.int64)
+    return {name: int(v) for name, v in zip(corpus.spec.classes, totals)}

@@ -1,0 +1,126 @@
+"""Bezier (SPEC.md section 4): a random closed Bezier blob of one tissue over another.
+
+n random points in the unit square (resampled until every pair of consecutive points, the closing
+pair included, is at least 0.7/n apart in Euclidean distance), sorted by angle around their
+centroid, joined by tangent-continuous cubic Bezier edges whose tangents blend the incoming and
+outgoing chords with weight p = arctan(edgy)/pi + 0.5. The filled curve is the foreground mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from hisyngen.synthesis.base import Pool, Sample, Strategy, blend, class_pairs, draw_source, resized, source_mask
+from hisyngen.synthesis.registry import register
+
+_SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
+
+
+def blob_points(rng: np.random.Generator, n: int, min_spacing: float, max_tries: int) -> tuple[np.ndarray, int]:
+    """(n, 2) points in [0, 1)^2 sorted by angle, and the number of draws it took.
+
+    When no draw within ``max_tries`` meets the spacing, the best-spaced draw is returned.
+    """
+    best, best_gap = None, -1.0
+    for attempt in range(1, max_tries + 1):
+        points = sort_by_angle(rng.random((n, 2)))
+        gap = float(np.min(np.linalg.norm(np.roll(points, -1, axis=0) - points, axis=1)))
+        if gap >= min_spacing:
+            return points, attempt
+        if gap > best_gap:
+            best, best_gap = points, gap
+    return best, max_tries  # type: ignore[return-value]
+
+
+def sort_by_angle(points: np.ndarray) -> np.ndarray:
+    """Points ordered counter-clockwise by angle around their centroid."""
+    centre = points.mean(axis=0)
+    return points[np.argsort(np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0]))]
+
+
+def blob_outline(points: np.ndarray, rad: float, edgy: float, samples_per_edge: int = 64) -> np.ndarray:
+    """The closed outline through ``points`` as (n * samples_per_edge, 2) coordinates."""
+    weight = np.arctan(edgy) / np.pi + 0.5
+    following = np.roll(points, -1, axis=0)
+    chords = following - points
+    lengths = np.linalg.norm(chords, axis=1, keepdims=True)
+    directions = chords / np.maximum(lengths, 1e-12)
+    tangents = weight * directions + (1 - weight) * np.roll(directions, 1, axis=0)  # outgoing, incoming
+    norms = np.linalg.norm(tangents, axis=1, keepdims=True)
+    tangents = np.where(norms > 1e-9, tangents / np.maximum(norms, 1e-12), directions)  # a cusp keeps its chord
+    p0, p3 = points, following
+    p1 = p0 + rad * lengths * tangents
+    p2 = p3 - rad * lengths * np.roll(tangents, -1, axis=0)
+    s = np.linspace(0.0, 1.0, samples_per_edge, endpoint=False)[None, :, None]
+    curve = ((1 - s) ** 3 * p0[:, None] + 3 * (1 - s) ** 2 * s * p1[:, None]
+             + 3 * (1 - s) * s ** 2 * p2[:, None] + s ** 3 * p3[:, None])
+    return curve.reshape(-1, 2)
+
+
+def rasterise(outline: np.ndarray, size: int) -> np.ndarray:
+    """Boolean (size, size) mask of the filled closed outline given in unit coordinates."""
+    scaled = np.round(outline * size * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [scaled], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    return mask.view(bool)
+
+
+@dataclass(frozen=True)
+class Bezier(Strategy):
+    """A closed Bezier blob of one tissue pasted over another (two classes per image).
+
+    ``points`` is n, ``rad`` the control-arm length as a fraction of the chord, ``edgy`` the
+    sharpness of the corners; ``pairs`` restricts the (foreground, background) class pairs
+    (default: every ordered pair of distinct classes, uniformly).
+    """
+
+    name: ClassVar[str] = "bezier"
+    min_classes: ClassVar[int] = 2
+    points: int = 5
+    rad: float = 0.2
+    edgy: float = 0.05
+    min_spacing: float = 0.7
+    """Minimum distance between consecutive points, times 1/n."""
+    max_tries: int = 200
+    pairs: tuple[tuple[int, int], ...] | None = None
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not isinstance(self.points, int) or self.points < 3:
+            out.append(f"points must be an integer >= 3 (a closed curve needs three), got {self.points!r}")
+        if not 0.0 < self.rad <= 1.0:
+            out.append(f"rad must be in (0, 1], got {self.rad}")
+        if self.edgy < 0:
+            out.append(f"edgy must be >= 0, got {self.edgy}")
+        if self.min_spacing < 0:
+            out.append(f"min_spacing must be >= 0, got {self.min_spacing}")
+        if self.max_tries < 1:
+            out.append(f"max_tries must be >= 1, got {self.max_tries}")
+        return out
+
+    def check_pool(self, pool: Pool, classes: tuple[str, ...]) -> None:
+        super().check_pool(pool, classes)
+        class_pairs(self.pairs, pool, self.name)
+
+    def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
+        pairs = class_pairs(self.pairs, pool, self.name)
+        fg_class, bg_class = pairs[int(rng.integers(len(pairs)))]
+        fg = draw_source(self, pool, rng, pool.by_class[fg_class])
+        bg = draw_source(self, pool, rng, pool.by_class[bg_class])
+        points, tries = blob_points(rng, self.points, self.min_spacing / self.points, self.max_tries)
+        inside = rasterise(blob_outline(points, self.rad, self.edgy), self.size)
+        fg_image = resized(pool.image(fg), self.size, cv2.INTER_CUBIC)
+        bg_image = resized(pool.image(bg), self.size, cv2.INTER_CUBIC)
+        fg_mask = resized(source_mask(pool, fg, self.background_policy), self.size, cv2.INTER_NEAREST)
+        bg_mask = resized(source_mask(pool, bg, self.background_policy), self.size, cv2.INTER_NEAREST)
+        image = blend(inside, fg_image, bg_image)
+        mask = blend(inside, fg_mask, bg_mask)
+        geometry = {"pair": [int(fg_class), int(bg_class)], "points": np.round(points, 4).tolist(), "tries": tries}
+        return Sample(image, mask, [fg, bg], geometry)
+
+
+register(Bezier)

@@ -1,0 +1,217 @@
+"""Mosaic (SPEC.md section 4) and its ablation relatives Gridded and Mosaic-without-splicing.
+
+Mosaic: four *gridded* images (an m x m grid of random crops from random single-tissue images) are
+each flipped, shift-scale-rotated and cropped to one quadrant around a random anchor, then pasted.
+Flip, shift-scale-rotate and the quadrant crop are folded into ONE affine warp whose output is the
+quadrant itself: the same geometry as transforming the whole gridded image and cropping it, at a
+quarter of the cost. Images use bilinear interpolation, masks nearest, borders reflect-101.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from hisyngen.synthesis.base import Pool, Sample, Strategy, draw_entry, pad_reflect, random_window, source_mask
+from hisyngen.synthesis.registry import register
+
+FLIPS = ("none", "horizontal", "vertical", "both")
+
+
+def grid_edges(size: int, cells: int) -> list[int]:
+    """Cell boundaries of an m-cell split of ``size`` (equal cells when it divides evenly)."""
+    return [round(k * size / cells) for k in range(cells + 1)]
+
+
+def draw_tile(strategy: Strategy, pool: Pool, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray
+              ) -> tuple[int, tuple[int, int]]:
+    """Fill ``image``/``mask`` (views of one grid cell) with a random crop of a random pool image.
+
+    Redrawn while its background fraction exceeds ``strategy.max_background`` (bounded; the draw
+    with the least background wins when every try fails). Returns (entry, (y, x) of the crop).
+    """
+    height, width = mask.shape
+    best = None
+    for _ in range(strategy.max_redraws + 1):
+        entry = draw_entry(pool, rng)
+        source = pool.background(entry)
+        y, x = random_window(rng, source.shape[0], source.shape[1], height, width)
+        window = (slice(y, y + height), slice(x, x + width))
+        background = source[window]
+        fraction = np.count_nonzero(background) / background.size if background.size else 0.0
+        if best is None or fraction < best[0]:
+            best = (fraction, entry, window, (y, x))
+        if fraction <= strategy.max_background:
+            break
+    _, entry, window, corner = best  # type: ignore[misc]
+    crop = pool.image(entry)[window]
+    if crop.shape[:2] == (height, width):
+        image[...] = crop
+        source_mask(pool, entry, strategy.background_policy, window, out=mask)
+    else:  # a source smaller than the cell: pad with reflect-101
+        image[...] = pad_reflect(crop, height, width)
+        mask[...] = pad_reflect(source_mask(pool, entry, strategy.background_policy, window), height, width)
+    return entry, corner
+
+
+def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size: int, cells: int
+                  ) -> tuple[np.ndarray, np.ndarray, list[int], list[list[int]]]:
+    """An m x m grid of random crops: (image, mask, entries, [[y, x] of each crop])."""
+    edges = grid_edges(size, cells)
+    image = np.empty((size, size, 3), np.uint8)
+    mask = np.empty((size, size), np.uint8)
+    entries, corners = [], []
+    for row in range(cells):
+        for col in range(cells):
+            cell = (slice(edges[row], edges[row + 1]), slice(edges[col], edges[col + 1]))
+            entry, corner = draw_tile(strategy, pool, rng, image[cell], mask[cell])
+            entries.append(entry)
+            corners.append(list(corner))
+    return image, mask, entries, corners
+
+
+def affine_matrix(size: int, flip: str, angle: float, scale: float, shift: tuple[float, float],
+                  crop: tuple[int, int]) -> np.ndarray:
+    """2x3 matrix mapping the gridded image to the quadrant: flip, then shift-scale-rotate about
+    the centre, then the crop offset (destination coordinates start at the crop's corner)."""
+    last = size - 1
+    flip_m = np.eye(3)
+    if flip in ("horizontal", "both"):
+        flip_m[0, 0], flip_m[0, 2] = -1.0, last
+    if flip in ("vertical", "both"):
+        flip_m[1, 1], flip_m[1, 2] = -1.0, last
+    centre = (last / 2.0, last / 2.0)
+    ssr = np.vstack([cv2.getRotationMatrix2D(centre, angle, scale), [0.0, 0.0, 1.0]])
+    ssr[0, 2] += shift[0] * size
+    ssr[1, 2] += shift[1] * size
+    crop_m = np.array([[1.0, 0.0, -crop[1]], [0.0, 1.0, -crop[0]], [0.0, 0.0, 1.0]])
+    return (crop_m @ ssr @ flip_m)[:2]
+
+
+@dataclass(frozen=True)
+class Mosaic(Strategy):
+    """Four transformed gridded images pasted as quadrants around a random anchor (no blending).
+
+    ``grid`` is m (cells per side of a gridded image); ``anchor`` the range of the anchor as a
+    fraction of the size (rounded to even pixels); ``flip_p`` / ``ssr_p`` the probabilities of a
+    flip (horizontal, vertical or both) and of a shift-scale-rotate with the given limits.
+    """
+
+    name: ClassVar[str] = "mosaic"
+    grid: int = 2
+    anchor: tuple[float, float] = (0.2, 0.8)
+    flip_p: float = 0.8
+    ssr_p: float = 0.8
+    shift: float = 0.0625
+    scale: tuple[float, float] = (0.8, 1.2)
+    rotate: float = 45.0
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not isinstance(self.grid, int) or self.grid < 1:
+            out.append(f"grid must be a positive integer, got {self.grid!r}")
+        elif isinstance(self.size, int) and self.size < 2 * self.grid:
+            out.append(f"size {self.size} is too small for a {self.grid}x{self.grid} grid in each quadrant")
+        lo, hi = self.anchor
+        if not 0.0 < lo < hi < 1.0:
+            out.append(f"anchor range must satisfy 0 < low < high < 1, got {list(self.anchor)}")
+        for name in ("flip_p", "ssr_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                out.append(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.shift < 1.0:
+            out.append(f"shift must be in [0, 1), got {self.shift}")
+        if not 0.0 < self.scale[0] <= self.scale[1]:
+            out.append(f"scale range must satisfy 0 < low <= high, got {list(self.scale)}")
+        if not 0.0 <= self.rotate <= 180.0:
+            out.append(f"rotate must be in [0, 180] degrees, got {self.rotate}")
+        return out
+
+    def draw_anchor(self, rng: np.random.Generator) -> tuple[int, int]:
+        """(h, w) anchor in pixels: uniform in [low, high) x size, rounded to even, kept inside."""
+        values = []
+        for _ in range(2):
+            value = 2 * round(rng.uniform(*self.anchor) * self.size / 2)
+            values.append(int(min(max(value, 1), self.size - 1)))
+        return values[0], values[1]
+
+    def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
+        size = self.size
+        ah, aw = self.draw_anchor(rng)
+        image = np.empty((size, size, 3), np.uint8)
+        mask = np.empty((size, size), np.uint8)
+        sources: list[int] = []
+        quadrants: list[dict[str, Any]] = []
+        boxes = ((0, ah, 0, aw), (0, ah, aw, size), (ah, size, 0, aw), (ah, size, aw, size))
+        for y0, y1, x0, x1 in boxes:
+            grid_image, grid_mask, entries, corners = gridded_image(self, pool, rng, size, self.grid)
+            qh, qw = y1 - y0, x1 - x0
+            flip = FLIPS[1 + int(rng.integers(3))] if rng.random() < self.flip_p else "none"
+            if rng.random() < self.ssr_p:
+                angle = float(rng.uniform(-self.rotate, self.rotate))
+                scale = float(rng.uniform(*self.scale))
+                shift = (float(rng.uniform(-self.shift, self.shift)), float(rng.uniform(-self.shift, self.shift)))
+            else:
+                angle, scale, shift = 0.0, 1.0, (0.0, 0.0)
+            crop = (int(rng.integers(size - qh + 1)), int(rng.integers(size - qw + 1)))
+            if angle == 0.0 and scale == 1.0 and shift == (0.0, 0.0):
+                # Pure flips and crops are exact pixel copies: slicing is cheaper than a warp.
+                flipped_image, flipped_mask = _flip(grid_image, flip), _flip(grid_mask, flip)
+                window = (slice(crop[0], crop[0] + qh), slice(crop[1], crop[1] + qw))
+                image[y0:y1, x0:x1] = flipped_image[window]
+                mask[y0:y1, x0:x1] = flipped_mask[window]
+            else:
+                matrix = affine_matrix(size, flip, angle, scale, shift, crop)
+                image[y0:y1, x0:x1] = cv2.warpAffine(grid_image, matrix, (qw, qh), flags=cv2.INTER_LINEAR,
+                                                     borderMode=cv2.BORDER_REFLECT_101)
+                mask[y0:y1, x0:x1] = cv2.warpAffine(grid_mask, matrix, (qw, qh), flags=cv2.INTER_NEAREST,
+                                                    borderMode=cv2.BORDER_REFLECT_101)
+            sources.extend(entries)
+            quadrants.append({"tiles": corners, "flip": flip, "angle": round(angle, 4), "scale": round(scale, 5),
+                              "shift": [round(s, 5) for s in shift], "crop": list(crop)})
+        return Sample(image, mask, sources, {"anchor": [ah, aw], "quadrants": quadrants})
+
+
+def _flip(array: np.ndarray, flip: str) -> np.ndarray:
+    if flip == "horizontal":
+        return array[:, ::-1]
+    if flip == "vertical":
+        return array[::-1]
+    if flip == "both":
+        return array[::-1, ::-1]
+    return array
+
+
+@dataclass(frozen=True)
+class MosaicNoSplice(Mosaic):
+    """Mosaic whose four inputs are single images instead of grids (paper Table VII ablation)."""
+
+    name: ClassVar[str] = "mosaic-nosplice"
+    grid: int = 1
+
+
+@dataclass(frozen=True)
+class Gridded(Strategy):
+    """Step (a) of Mosaic alone: an m x m grid of random crops of random single-tissue images."""
+
+    name: ClassVar[str] = "gridded"
+    grid: int = 2
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not isinstance(self.grid, int) or self.grid < 1:
+            out.append(f"grid must be a positive integer, got {self.grid!r}")
+        elif isinstance(self.size, int) and self.size < self.grid:
+            out.append(f"size {self.size} is smaller than the grid {self.grid}")
+        return out
+
+    def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
+        image, mask, entries, corners = gridded_image(self, pool, rng, self.size, self.grid)
+        return Sample(image, mask, entries, {"tiles": corners})
+
+
+register(Mosaic)
+register(MosaicNoSplice)
+register(Gridded)
