@@ -69,9 +69,11 @@ class CorpusConfig:
         return cls(**{k: data.get(k) for k in ("strategy", "params", "seed", "count", "spec", "source", "shard", "filter")})
 
     def identity(self) -> dict[str, Any]:
-        """What must match for two folders to hold (parts of) the same corpus."""
+        """What must match for two folders to hold (parts of) the same corpus (a filtered corpus'
+        ``stats`` describe the finished run, not its identity)."""
+        filter_identity = None if self.filter is None else {k: v for k, v in self.filter.items() if k != "stats"}
         return {"strategy": self.strategy, "params": self.params, "seed": self.seed, "count": self.count,
-                "spec": self.spec, "fingerprint": self.source.get("fingerprint"), "filter": self.filter}
+                "spec": self.spec, "fingerprint": self.source.get("fingerprint"), "filter": filter_identity}
 
     def differences(self, other: "CorpusConfig") -> list[str]:
         mine, theirs = self.identity(), other.identity()

@@ -7,6 +7,7 @@ import click
 from hisyngen import __version__
 from hisyngen.cli.common import HisynGroup
 from hisyngen.cli.sources import inspect
+from hisyngen.cli.filter import filter_command, filter_train, realism
 from hisyngen.cli.synth import merge, preview, synth
 
 
@@ -20,10 +21,12 @@ def cli() -> None:
       hisyngen inspect DATA            what the dataset holds, what is wrong with it
       hisyngen synth DATA -s bezier -o corpus     synthetic images with exact masks
       hisyngen preview corpus -o grid.png         look at them
+      hisyngen filter-train DATA -s bezier -o disc     a real-vs-synthetic discriminator
+      hisyngen filter DATA -s bezier -m disc -o kept   keep only samples it believes are real
     """
 
 
-for command in (inspect, synth, merge, preview):
+for command in (inspect, synth, merge, preview, filter_train, filter_command, realism):
     cli.add_command(command)
 
 

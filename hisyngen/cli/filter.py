@@ -1,0 +1,152 @@
+"""Commands of the filtering module: ``filter-train``, ``filter``, ``realism``."""
+
+from __future__ import annotations
+
+import click
+
+from hisyngen.cli.common import open_source_from_options, print_json, source_options
+from hisyngen.cli.synth import STRATEGY_NAMES, build_strategy, strategy_options
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.1%}"
+
+
+@click.command("filter-train")
+@click.argument("source", type=click.Path())
+@source_options
+@click.option("-s", "--strategy", type=click.Choice(STRATEGY_NAMES), required=True,
+              help="Strategy whose samples the discriminator learns to tell from real images.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for model.pt and report.json (one per strategy).")
+@click.option("--negatives", default=1000, show_default=True, type=int,
+              help="Synthetic images generated on the fly (from a stream separate from any corpus).")
+@click.option("--negatives-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Use the images of this (unfiltered) corpus as negatives instead.")
+@click.option("--real-from", default="multi", show_default=True,
+              help="Real images: 'multi' (train images with >= 2 tissue labels, the paper), 'all' (every train image) "
+                   "or a folder of real patches.")
+@click.option("--epochs", default=5, show_default=True, type=int, help="Training epochs (paper: 5; 3 for BCSS Mosaic).")
+@click.option("--batch-size", default=256, show_default=True, type=int)
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
+@click.option("--val-fraction", default=0.2, show_default=True, type=float, help="Held-out fraction (seeded split).")
+@click.option("--image-size", default=224, show_default=True, type=int, help="Images are resized to this.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+@click.option("--num-workers", default=0, show_default=True, type=int, help="Data-loading worker processes.")
+@strategy_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives_from, real_from, epochs, batch_size, lr,
+                 val_fraction, image_size, seed, device, num_workers, size, background_policy, max_background, params,
+                 allow_missing_classes, cache_dir, as_json, quiet) -> None:
+    """Train the real-vs-synthetic discriminator of one strategy (ResNet-18 from scratch).
+
+    Positives are real train images with two or more tissue labels; negatives are synthetic images
+    of the strategy. Writes OUT/model.pt and OUT/report.json with held-out accuracy, precision,
+    recall, F1, ROC-AUC (the paper's Table V), split sizes and the training curve.
+
+    \b
+    Example:
+      hisyngen filter-train data/BCSS-WSSS -s mosaic -o filters/mosaic --epochs 3
+      hisyngen filter data/BCSS-WSSS -s mosaic --model filters/mosaic -n 7200 -o corpora/mosaic
+    """
+    from hisyngen.filtering.train import TrainConfig, train_filter
+
+    src = open_source_from_options(source, dataset, spec_file)
+    strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, image_size=image_size,
+                         seed=seed, device=device, num_workers=num_workers)
+    report = train_filter(src, strat, out, config, negatives=negatives, negatives_from=negatives_from,
+                          real_from=real_from, cache_dir=cache_dir, progress=not quiet and not as_json)
+    if as_json:
+        print_json(report)
+        return
+    h = report["heldout"]
+    split = report["split"]
+    click.echo(f"{out}/model.pt: {strategy} discriminator, best epoch {report['best_epoch']}/{epochs} "
+               f"in {report['seconds']:.0f}s on {report['device']}")
+    click.echo(f"  train {split['train']['real']} real + {split['train']['synthetic']} synthetic, "
+               f"held out {split['val']['real']} + {split['val']['synthetic']}")
+    click.echo(f"  held-out accuracy {_percent(h['accuracy'])}  precision {_percent(h['precision'])}  "
+               f"recall {_percent(h['recall'])}  F1 {_percent(h['f1'])}  ROC-AUC {h['roc_auc']:.3f}")
+
+
+@click.command("filter")
+@click.argument("source", type=click.Path())
+@source_options
+@click.option("-s", "--strategy", type=click.Choice(STRATEGY_NAMES), required=True, help="Synthesis strategy.")
+@click.option("-m", "--model", required=True, type=click.Path(exists=True),
+              help="The strategy's discriminator (a filter-train folder or its model.pt).")
+@click.option("-n", "--count", default=3600, show_default=True, type=int, help="Samples to keep.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Corpus folder (a rerun resumes).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threshold", default=0.5, show_default=True, type=float, help="Keep samples with p_real above this.")
+@click.option("--max-attempts", default=None, type=int,
+              help="Give up after this many candidates [default: max(20 x count, 2000)].")
+@click.option("--batch-size", default=64, show_default=True, type=int, help="Scoring batch (part of the corpus identity).")
+@click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Generation processes running ahead of the scorer (0 = generate in the main process).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda ...")
+@strategy_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def filter_command(source, dataset, spec_file, strategy, model, count, out, seed, threshold, max_attempts, batch_size,
+                   workers, device, size, background_policy, max_background, params, allow_missing_classes, cache_dir,
+                   as_json, quiet) -> None:
+    """Generate fresh samples and keep those the discriminator scores as real, until COUNT are kept.
+
+    Each kept sample's p_real goes into the manifest (disc_score). Deterministic for a seed and a
+    model; --max-attempts stops a hopeless run with its acceptance rate (rerun to resume).
+    """
+    from hisyngen.filtering.filter import filter_corpus
+
+    src = open_source_from_options(source, dataset, spec_file)
+    strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
+    summary = filter_corpus(src, strat, model, out, count, seed=seed, threshold=threshold, max_attempts=max_attempts,
+                            batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
+                            progress=not quiet and not as_json)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    click.echo(f"{out}: kept {summary.kept:,} of {summary.attempted:,} {strategy} candidates "
+               f"(acceptance {summary.acceptance_rate:.1%}, threshold {threshold}) in {summary.seconds:.0f}s")
+
+
+@click.command()
+@click.argument("corpora", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-r", "--real", "real_source", required=True, type=click.Path(), help="The real source dataset.")
+@source_options
+@click.option("--real-from", default="multi", show_default=True, help="multi, all, or a folder of real patches.")
+@click.option("--max-images", default=1000, show_default=True, type=int, help="Images per set (evenly spaced).")
+@click.option("--epochs", default=5, show_default=True, type=int, help="Judge training epochs.")
+@click.option("--batch-size", default=256, show_default=True, type=int)
+@click.option("--image-size", default=224, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def realism(corpora, real_source, dataset, spec_file, real_from, max_images, epochs, batch_size, image_size, seed,
+            device, as_json, quiet) -> None:
+    """How real do CORPORA look? Two-sample accuracy, Frechet distance, KID and colour statistics.
+
+    A fresh judge discriminator is trained on half of the real images against half of all given
+    corpora; the other halves are measured. Pass an unfiltered and a filtered corpus together to
+    compare them in one table (50% two-sample accuracy = indistinguishable from real).
+
+    \b
+    Example:
+      hisyngen realism corpora/mosaic-raw corpora/mosaic --real data/BCSS-WSSS
+    """
+    from hisyngen.filtering.realism import realism_report, render_realism
+    from hisyngen.filtering.train import TrainConfig
+
+    src = open_source_from_options(real_source, dataset, spec_file)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed, device=device,
+                         val_fraction=0.5)
+    report = realism_report(list(corpora), src, real_from=real_from, max_images=max_images, config=config,
+                            progress=not quiet and not as_json)
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(render_realism(report))

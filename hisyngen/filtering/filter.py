@@ -1,0 +1,264 @@
+"""Generate-until-N filtering: keep fresh synthetic samples the discriminator believes are real.
+
+Candidates are the corpus stream of the strategy (sample i of seed S, never a discriminator
+training sample), scored in fixed batches aligned to candidate indices, so the kept set depends only
+on (seed, strategy, model, threshold, batch size). Generation runs ahead in worker processes while
+the main process scores; each scored batch leaves a part file listing its kept rows, so an
+interrupted run resumes after its last finished batch. The first N kept candidates, in index order,
+form the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hisyngen.corpus import (
+    Corpus, CorpusConfig, SampleWriter, part_path, prepare_output, remove_temporaries, write_rows,
+)
+from hisyngen.errors import HisynError
+from hisyngen.imageio import atomic_write_text
+
+DEFAULT_BATCH = 64
+
+
+@dataclass
+class FilterSummary:
+    out: str
+    strategy: str
+    count: int
+    kept: int
+    attempted: int
+    threshold: float
+    seconds: float
+    generation_wait_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+    resumed_attempts: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.kept / self.attempted if self.attempted else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        scored = self.attempted - self.resumed_attempts
+        return {"out": self.out, "strategy": self.strategy, "count": self.count, "kept": self.kept,
+                "attempted": self.attempted, "acceptance_rate": round(self.acceptance_rate, 6),
+                "threshold": self.threshold, "seconds": round(self.seconds, 2),
+                "scoring_rate": round(scored / self.scoring_seconds, 2) if self.scoring_seconds else None,
+                "generation_wait_seconds": round(self.generation_wait_seconds, 2),
+                "problems": self.problems}
+
+
+# --- candidate generation (worker side) -------------------------------------------------------
+
+_GENERATOR: SampleWriter | None = None
+
+
+def _init_generator(*args: Any) -> None:
+    global _GENERATOR
+    _GENERATOR = SampleWriter(*args)
+
+
+def _generate_batch(batch: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    assert _GENERATOR is not None
+    return [(s.image, s.mask, row) for s, row in (_GENERATOR.generate(i) for i in range(*batch))]
+
+
+class CandidateStream:
+    """Batches of generated candidates in index order, produced ahead of time by worker processes
+    (at most ``prefetch`` batches in flight) or in-process when ``workers`` is 0."""
+
+    def __init__(self, writer_args: tuple, workers: int, prefetch: int) -> None:
+        self.workers = workers
+        self.prefetch = max(1, prefetch)
+        if workers <= 0:
+            self.local = SampleWriter(*writer_args)
+            self.pool = None
+        else:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_generator,
+                                                                  initargs=writer_args)
+        self.pending: deque = deque()
+
+    def batches(self, first: int, batch_size: int):
+        next_start = first
+        while True:
+            if self.pool is None:
+                yield [(s.image, s.mask, row) for s, row in
+                       (self.local.generate(i) for i in range(next_start, next_start + batch_size))]
+                next_start += batch_size
+                continue
+            while len(self.pending) < self.prefetch:
+                self.pending.append(self.pool.apply_async(_generate_batch, ((next_start, next_start + batch_size),)))
+                next_start += batch_size
+            yield self.pending.popleft().get()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+def _finished_batches(out: Path, batch_size: int) -> tuple[int, list[dict[str, Any]]]:
+    """(candidates already scored, their kept rows) from the part files of earlier runs."""
+    parts = sorted((out / "parts").glob("*.jsonl"))
+    attempted, rows = 0, []
+    for part in parts:
+        start, stop = (int(v) for v in part.stem.split("-"))
+        if start != attempted or stop - start != batch_size:
+            break  # parts are written in order; anything after a gap is stale
+        attempted = stop
+        rows.extend(json.loads(line) for line in part.read_text().splitlines() if line.strip())
+    return attempted, rows
+
+
+def filter_corpus(
+    source: Any,
+    strategy: Any,
+    model_path: str | Path,
+    out: str | Path,
+    count: int,
+    seed: int = 0,
+    threshold: float = 0.5,
+    max_attempts: int | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    workers: int = 1,
+    device: str = "auto",
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FilterSummary:
+    """Generate fresh ``strategy`` samples until ``count`` have p_real > ``threshold``.
+
+    ``max_attempts`` (default ``max(20 * count, 2000)``) stops a hopeless run with an error stating
+    the acceptance rate; the scored batches are kept, so rerunning with a larger limit resumes.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from hisyngen.filtering.data import fit_size
+    from hisyngen.filtering.model import REAL
+    from hisyngen.filtering.train import file_sha256, load_discriminator, resolve_device
+    from hisyngen.sources.pools import build_pool_pack
+
+    if not 0.0 < threshold < 1.0:
+        raise HisynError(f"--threshold must be in (0, 1), got {threshold}")
+    if count < 1:
+        raise HisynError(f"--count must be >= 1, got {count}")
+    if batch_size < 1:
+        raise HisynError(f"--batch-size must be >= 1, got {batch_size}")
+    max_attempts = max_attempts if max_attempts is not None else max(20 * count, 2000)
+    if max_attempts < count:
+        raise HisynError(f"--max-attempts ({max_attempts}) is smaller than --count ({count})")
+    started = time.perf_counter()
+    model, meta = load_discriminator(model_path, strategy=strategy.name, classes=source.spec.classes)
+    model_file = Path(model_path) / "model.pt" if Path(model_path).is_dir() else Path(model_path)
+    pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
+    strategy.check_pool(pack, source.spec.classes)
+    singles = [r for r in source.train if r.is_single_tissue]
+    config = CorpusConfig(
+        strategy=strategy.name, params=strategy.params(), seed=seed, count=count, spec=source.spec.to_dict(),
+        source={"root": str(Path(source.root).resolve()), "fingerprint": source.fingerprint(singles, with_mtime=False)},
+        filter={"model_sha256": file_sha256(model_file), "threshold": threshold, "batch_size": batch_size,
+                "image_size": meta["image_size"]},
+    )
+    out = Path(out)
+    summary = FilterSummary(out=str(out), strategy=strategy.name, count=count, kept=0, attempted=0,
+                            threshold=threshold, seconds=0.0, problems=[str(p) for p in problems])
+    if prepare_output(out, config):
+        stats = Corpus(out).config.filter.get("stats", {})  # type: ignore[union-attr]
+        summary.kept, summary.attempted = count, stats.get("attempted", 0)
+        summary.resumed_attempts = summary.attempted
+        summary.seconds = time.perf_counter() - started
+        return summary
+    remove_temporaries(out)
+    (out / "parts").mkdir(exist_ok=True)
+    attempted, kept_rows = _finished_batches(out, batch_size)
+    summary.attempted = summary.resumed_attempts = attempted
+
+    torch_device = resolve_device(device)
+    model = model.to(torch_device).to(memory_format=torch.channels_last)
+    size = meta["image_size"]
+    writer_args = (str(out), str(pack.folder), strategy.name, strategy.params(), seed, source.spec.to_dict())
+    writer = SampleWriter(*writer_args)  # writes the kept samples (main process)
+    stream = CandidateStream(writer_args, workers, prefetch=2 * max(workers, 1))
+    bar = tqdm(total=count, initial=min(len(kept_rows), count), desc=f"filter {strategy.name}", unit="kept",
+               disable=not progress)
+
+    def show() -> None:
+        rate = len(kept_rows) / attempted if attempted else 0.0
+        bar.set_postfix_str(f"attempted {attempted:,} · acceptance {rate:.1%}")
+
+    show()
+    try:
+        batches = stream.batches(attempted, batch_size)
+        while len(kept_rows) < count:
+            if attempted >= max_attempts:
+                rate = len(kept_rows) / attempted if attempted else 0.0
+                raise HisynError(
+                    f"stopped after {attempted:,} attempts (--max-attempts): kept {len(kept_rows):,} of {count:,}, "
+                    f"acceptance rate {rate:.3%} (~{math.ceil(count / rate) if rate else 'inf'} attempts needed); "
+                    "lower --threshold, train a better discriminator, or raise --max-attempts (the run resumes)"
+                )
+            wait = time.perf_counter()
+            batch = next(batches)
+            summary.generation_wait_seconds += time.perf_counter() - wait
+            score_start = time.perf_counter()
+            images = torch.from_numpy(np.stack([fit_size(image, size) for image, _, _ in batch]))
+            with torch.inference_mode(), torch.autocast(torch_device.type, enabled=torch_device.type == "cuda"):
+                logits = model(images.to(torch_device))
+            p_real = torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy()
+            summary.scoring_seconds += time.perf_counter() - score_start
+            rows = []
+            for (image, mask, row), p in zip(batch, p_real):
+                if p > threshold:
+                    row = {**row, "disc_score": round(float(p), 6)}
+                    writer.write_sample(_Arrays(image, mask), row)
+                    rows.append(row)
+            write_rows(part_path(out, attempted, attempted + batch_size), rows)
+            attempted += batch_size
+            kept_rows.extend(rows)
+            summary.attempted = attempted
+            bar.update(min(len(kept_rows), count) - bar.n)
+            show()
+    finally:
+        bar.close()
+        stream.close()
+
+    kept, extra = kept_rows[:count], kept_rows[count:]
+    for row in extra:  # the last batch may keep more than needed
+        for kind in ("images", "masks"):
+            (out / kind / f"{row['id']}.png").unlink(missing_ok=True)
+    last = kept[-1]["index"] + 1
+    stats = {"attempted": last, "kept": count, "acceptance_rate": round(count / last, 6),
+             "discriminator": {k: meta.get("heldout", {}).get(k) for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
+             "min_score": min(r["disc_score"] for r in kept)}
+    config.filter = {**config.filter, "stats": stats}  # type: ignore[dict-item]
+    atomic_write_text(out / "corpus.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    tmp = out / ".manifest.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in kept))
+    tmp.replace(out / "manifest.jsonl")
+    shutil.rmtree(out / "parts", ignore_errors=True)
+    summary.kept = count
+    summary.attempted = last
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@dataclass
+class _Arrays:
+    """The two arrays SampleWriter.write_sample needs."""
+
+    image: np.ndarray
+    mask: np.ndarray

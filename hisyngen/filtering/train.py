@@ -1,0 +1,335 @@
+"""Training, evaluating, saving and loading real-vs-synthetic discriminators (SPEC.md section 5)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from hisyngen.errors import HisynError
+from hisyngen.filtering.data import ImageSet, LabelledImages, split_items
+from hisyngen.filtering.model import REAL, Discriminator
+
+MODEL_FORMAT = "hisyngen-discriminator"
+MODEL_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Discriminator training settings; defaults are the paper's (SPEC.md section 5)."""
+
+    epochs: int = 5
+    batch_size: int = 256
+    lr: float = 1e-3
+    val_fraction: float = 0.2
+    image_size: int = 224
+    flips: bool = True
+    balanced: bool = True
+    """Draw each training epoch class-balanced when real and synthetic counts differ."""
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch size must be >= 1, got {self.batch_size}")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"validation fraction must be in (0, 1), got {self.val_fraction}")
+        if self.lr <= 0:
+            problems.append(f"learning rate must be > 0, got {self.lr}")
+        if self.image_size < 32:
+            problems.append(f"image size must be >= 32, got {self.image_size}")
+        if problems:
+            raise HisynError("; ".join(problems))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = CUDA when available, else CPU; an explicit unavailable device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HisynError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seeded_model(seed: int) -> Discriminator:
+    """A freshly initialised discriminator; the global torch RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Discriminator()
+
+
+def _collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(np.stack([b[0] for b in batch]))
+    labels = torch.tensor([b[1] for b in batch], dtype=torch.long)
+    return images, labels
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _loader(dataset: LabelledImages, order: list[int], batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers,
+                                       collate_fn=_collate, worker_init_fn=_worker_init if num_workers else None,
+                                       persistent_workers=False)
+
+
+def _random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Independent horizontal and vertical flips (p = 0.5 each) of uint8 NHWC images."""
+    horizontal = torch.rand(len(images), generator=generator) < 0.5
+    vertical = torch.rand(len(images), generator=generator) < 0.5
+    images = images.clone()
+    images[horizontal] = images[horizontal].flip(2)
+    images[vertical] = images[vertical].flip(1)
+    return images
+
+
+@torch.inference_mode()
+def predict(model: Discriminator, dataset: LabelledImages, batch_size: int, device: torch.device,
+            num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(p_real, labels) for every item of ``dataset``, in order."""
+    model.eval()
+    probabilities, labels = [], []
+    for images, targets in _loader(dataset, list(range(len(dataset))), batch_size, num_workers):
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = model(images.to(device))
+        probabilities.append(torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy())
+        labels.append(targets.numpy())
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (positive = real) and ROC-AUC, as in the paper's Table V."""
+    from scipy.stats import rankdata
+
+    predicted = p_real > threshold
+    real = labels == REAL
+    tp, fp = int(np.sum(predicted & real)), int(np.sum(predicted & ~real))
+    tn, fn = int(np.sum(~predicted & ~real)), int(np.sum(~predicted & real))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    n_pos, n_neg = int(real.sum()), int((~real).sum())
+    if n_pos and n_neg:
+        ranks = rankdata(p_real)  # Mann-Whitney U with average ranks for ties
+        auc = float((ranks[real].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    else:
+        auc = float("nan")
+    return {"accuracy": (tp + tn) / len(labels) if len(labels) else float("nan"), "precision": precision,
+            "recall": recall, "f1": f1, "roc_auc": auc, "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn}}
+
+
+def balanced_order(labels: np.ndarray, rng: np.random.Generator, balanced: bool) -> list[int]:
+    """One epoch of training positions: a permutation, or a class-balanced draw of the same length."""
+    if not balanced or len(np.unique(labels)) < 2:
+        return [int(i) for i in rng.permutation(len(labels))]
+    counts = np.bincount(labels, minlength=2).astype(float)
+    weights = 1.0 / counts[labels]
+    return [int(i) for i in rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum())]
+
+
+def fit(
+    real: ImageSet,
+    synthetic: ImageSet,
+    config: TrainConfig,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[Discriminator, dict[str, Any]]:
+    """Train a discriminator, keeping the weights of the epoch with the best validation accuracy.
+
+    Returns the model (on CPU, eval mode) and a report: split sizes, curve, held-out metrics.
+    """
+    from tqdm import tqdm
+
+    if len(real) < 2 or len(synthetic) < 2:
+        raise HisynError(f"need at least 2 real and 2 synthetic images to train, got {len(real)} and {len(synthetic)}")
+    device = resolve_device(config.device)
+    sets = [real, synthetic]
+    train_items, val_items = split_items(sets, config.val_fraction, config.seed)
+    train_set, val_set = LabelledImages(sets, train_items), LabelledImages(sets, val_items)
+    train_labels = train_set.labels()
+    model = seeded_model(config.seed).to(device).to(memory_format=torch.channels_last)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    loss_fn = nn.CrossEntropyLoss()
+    flips = torch.Generator().manual_seed(config.seed)
+    curve: list[dict[str, Any]] = []
+    best_state, best_accuracy, best_epoch = None, -1.0, 0
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
+        order = balanced_order(train_labels, rng, config.balanced)
+        model.train()
+        seen, correct, loss_sum = 0, 0, 0.0
+        loader = _loader(train_set, order, config.batch_size, config.num_workers)
+        bar = tqdm(loader, desc=f"discriminator epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
+                   leave=False)
+        for images, labels in bar:
+            if config.flips:
+                images = _random_flips(images, flips)
+            images, labels = images.to(device, non_blocking=True), labels.to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                logits = model(images)
+                loss = loss_fn(logits.float(), labels)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            seen += len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += float(loss.detach()) * len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers)
+        val_accuracy = float(np.mean((p_val > 0.5) == (y_val == REAL)))
+        val_loss = float(-np.mean(np.log(np.clip(np.where(y_val == REAL, p_val, 1 - p_val), 1e-7, 1))))
+        point = {"epoch": epoch, "train_loss": round(loss_sum / seen, 5), "train_accuracy": round(correct / seen, 5),
+                 "val_loss": round(val_loss, 5), "val_accuracy": round(val_accuracy, 5),
+                 "seconds": round(time.perf_counter() - epoch_start, 2)}
+        curve.append(point)
+        if on_epoch:
+            on_epoch(point)
+        if val_accuracy > best_accuracy:  # first best epoch wins ties
+            best_accuracy, best_epoch = val_accuracy, epoch
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    model.load_state_dict(best_state)  # type: ignore[arg-type]
+    p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers)
+    model = model.cpu().eval()
+    counts = lambda items: {"real": sum(1 for s, _ in items if s == 0), "synthetic": sum(1 for s, _ in items if s == 1)}  # noqa: E731
+    report = {
+        "split": {"train": counts(train_items), "val": counts(val_items)},
+        "config": asdict(config),
+        "device": str(device),
+        "curve": curve,
+        "best_epoch": best_epoch,
+        "heldout": binary_metrics(p_val, y_val),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return model, report
+
+
+def save_discriminator(path: str | Path, model: Discriminator, meta: dict[str, Any]) -> str:
+    """Save weights + metadata (strategy, classes, image size, metrics); returns the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format": MODEL_FORMAT, "version": MODEL_VERSION, "meta": meta,
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+    tmp.replace(path)
+    return file_sha256(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_discriminator(path: str | Path, strategy: str | None = None, classes: tuple[str, ...] | None = None,
+                       ) -> tuple[Discriminator, dict[str, Any]]:
+    """Load a saved discriminator; refuse one trained for another strategy or class list."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise HisynError(f"{path} does not exist (train one with `hisyngen filter-train`)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise HisynError(f"{path} is not a readable discriminator ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        raise HisynError(f"{path} is not a hisyngen discriminator")
+    meta = data["meta"]
+    if strategy is not None and meta.get("strategy") != strategy:
+        raise HisynError(f"{path} was trained on {meta.get('strategy')} samples, not {strategy}: train one per strategy")
+    if classes is not None and tuple(meta.get("classes", ())) != tuple(classes):
+        raise HisynError(f"{path} was trained for classes {meta.get('classes')} ({len(meta.get('classes', []))}), "
+                         f"not {list(classes)} ({len(classes)})")
+    model = Discriminator()
+    model.load_state_dict(data["state_dict"])
+    return model.eval(), meta
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    from hisyngen.imageio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+def train_filter(
+    source: Any,
+    strategy: Any,
+    out_dir: str | Path,
+    config: TrainConfig = TrainConfig(),
+    negatives: int = 1000,
+    negatives_from: str | Path | None = None,
+    real_from: str = "multi",
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train the discriminator of one strategy and write ``out_dir/model.pt`` and ``report.json``.
+
+    Positives are real train images (``real_from``, default: two or more tissue labels); negatives
+    are ``negatives`` samples generated on the fly from a separate random stream, or the images of
+    the corpus ``negatives_from``. Returns the report.
+    """
+    from hisyngen.corpus import Corpus
+    from hisyngen.filtering.data import real_image_paths
+    from hisyngen.sources.pools import build_pool_pack
+
+    real = ImageSet(label=REAL, size=config.image_size, paths=tuple(real_image_paths(source, real_from)))
+    if negatives_from is not None:
+        corpus = Corpus(negatives_from)
+        if corpus.config.strategy != strategy.name:
+            raise HisynError(f"{negatives_from} holds {corpus.config.strategy} samples, not {strategy.name}")
+        if tuple(corpus.spec.classes) != tuple(source.spec.classes):
+            raise HisynError(f"{negatives_from} was made for classes {list(corpus.spec.classes)}, "
+                             f"not {list(source.spec.classes)}")
+        paths = tuple(corpus.image_path(row) for row in corpus.rows())[: negatives or None]
+        synthetic = ImageSet(label=1 - REAL, size=config.image_size, paths=paths)
+        pack_fingerprint = corpus.config.source.get("fingerprint")
+    else:
+        if negatives < 2:
+            raise HisynError(f"--negatives must be >= 2, got {negatives}")
+        pack, _ = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
+        strategy.check_pool(pack, source.spec.classes)
+        synthetic = ImageSet(label=1 - REAL, size=config.image_size, generated=negatives, pack_folder=str(pack.folder),
+                             strategy=strategy, seed=config.seed)
+        pack_fingerprint = None
+    model, report = fit(real, synthetic, config, progress=progress)
+    meta = {
+        "strategy": strategy.name,
+        "strategy_params": strategy.params(),
+        "dataset": source.spec.name,
+        "classes": list(source.spec.classes),
+        "image_size": config.image_size,
+        "real_from": real_from,
+        "negatives": len(synthetic),
+        "negatives_from": str(negatives_from) if negatives_from else None,
+        "negatives_fingerprint": pack_fingerprint,
+        "seed": config.seed,
+        "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sha = save_discriminator(out / "model.pt", model, meta)
+    full = {**meta, "model": str(out / "model.pt"), "model_sha256": sha, **report}
+    write_report(out / "report.json", full)
+    return full

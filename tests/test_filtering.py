@@ -1,0 +1,229 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hisyngen.cli import cli
+from hisyngen.corpus import Corpus
+from hisyngen.errors import HisynError
+from hisyngen.filtering.data import ImageSet
+from hisyngen.filtering.filter import filter_corpus
+from hisyngen.filtering.realism import frechet_distance, kernel_inception_distance, realism_report
+from hisyngen.filtering.train import (
+    TrainConfig, binary_metrics, fit, load_discriminator, save_discriminator, seeded_model, train_filter,
+)
+from hisyngen.imageio import read_mask
+from hisyngen.sources import open_source
+from hisyngen.spec import get_spec
+from hisyngen.synthesis import make_strategy
+
+from fixtures import tissue_image, write_benchmark, write_rgb
+
+LABELS = [(1, 0, 0, 0)] * 3 + [(0, 1, 0, 0)] * 3 + [(0, 0, 1, 0)] * 2 + [(0, 0, 0, 1)] * 2 + [(1, 1, 0, 0)] * 6 + [(0, 1, 1, 0)] * 6
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src")
+    write_benchmark(root, get_spec("bcss-wsss"), LABELS, style="run", n_val=0, n_test=0, size=48)
+    return open_source(root)
+
+
+def random_model(path: Path, strategy: str, classes, image_size: int = 32, seed: int = 0) -> Path:
+    """A seeded, untrained discriminator: deterministic scores spread around 0.5."""
+    save_discriminator(path, seeded_model(seed), {"strategy": strategy, "classes": list(classes),
+                                                  "image_size": image_size, "heldout": {}})
+    return path
+
+
+def toy_sets(folder: Path, n: int = 60) -> tuple[ImageSet, ImageSet]:
+    real, fake = [], []
+    for i in range(n):
+        image = tissue_image(i % 4, (32, 32), seed=i)
+        tinted = np.clip(image.astype(int) + [60, -40, -40], 0, 255).astype(np.uint8)
+        real.append(write_rgb(folder / f"real{i}.png", tinted))
+        fake.append(write_rgb(folder / f"fake{i}.png", image))
+    return ImageSet(1, 32, tuple(real)), ImageSet(0, 32, tuple(fake))
+
+
+def test_discriminator_learns_a_separable_toy_problem(tmp_path):
+    real, fake = toy_sets(tmp_path)
+    model, report = fit(real, fake, TrainConfig(epochs=4, batch_size=32, image_size=32))
+    assert report["heldout"]["accuracy"] > 0.95
+    assert report["split"] == {"train": {"real": 48, "synthetic": 48}, "val": {"real": 12, "synthetic": 12}}
+    assert len(report["curve"]) == 4 and report["best_epoch"] in range(1, 5)
+    assert report["curve"][report["best_epoch"] - 1]["val_accuracy"] == max(p["val_accuracy"] for p in report["curve"])
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    real, fake = toy_sets(tmp_path, n=12)
+    config = TrainConfig(epochs=1, batch_size=8, image_size=32, seed=3)
+    a, _ = fit(real, fake, config)
+    b, _ = fit(real, fake, config)
+    assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_binary_metrics_by_hand():
+    p = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1])
+    y = np.array([1, 1, 1, 0, 0, 0])
+    m = binary_metrics(p, y)
+    # predicted real: 0.9, 0.8, 0.6 -> tp 2, fp 1; tn 2, fn 1
+    assert m["confusion"] == {"tp": 2, "fp": 1, "tn": 2, "fn": 1}
+    assert m["accuracy"] == pytest.approx(4 / 6) and m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3) and m["f1"] == pytest.approx(2 / 3)
+    # pairs (pos, neg) ordered correctly: 0.9 > all 3, 0.8 > all 3, 0.3 > 0.2, 0.1 -> 8 of 9
+    assert m["roc_auc"] == pytest.approx(8 / 9)
+
+
+def test_frechet_and_kid_grow_with_the_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 8))
+    same = rng.normal(size=(300, 8))
+    shifted = rng.normal(size=(300, 8)) + 1.0
+    assert frechet_distance(a, same) < 0.3 < 7 < frechet_distance(a, shifted)  # ||shift||^2 = 8
+    assert abs(kernel_inception_distance(a, same)[0]) < kernel_inception_distance(a, shifted)[0]
+
+
+def test_filter_keeps_only_confident_samples_deterministically(source, tmp_path):
+    strategy = make_strategy("mosaic", {"size": 48})
+    model = random_model(tmp_path / "m" / "model.pt", "mosaic", source.spec.classes)
+    runs = []
+    for name, workers in (("a", 0), ("b", 1)):
+        summary = filter_corpus(source, strategy, model, tmp_path / name, count=12, seed=1, threshold=0.5,
+                                batch_size=8, workers=workers)
+        assert summary.kept == 12 and 12 <= summary.attempted
+        runs.append(list(Corpus(tmp_path / name).rows()))
+    assert [r["id"] for r in runs[0]] == [r["id"] for r in runs[1]]
+    scores = [r["disc_score"] for r in runs[0]]
+    assert all(s > 0.5 for s in scores)
+    indices = [r["index"] for r in runs[0]]
+    assert indices == sorted(indices) and indices[-1] >= 11
+    config = Corpus(tmp_path / "a").config
+    assert config.filter["stats"]["attempted"] == indices[-1] + 1 and config.filter["threshold"] == 0.5
+    assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == sorted(f"{r['id']}.png" for r in runs[0])
+    # the kept samples are byte-identical to the same indices of an unfiltered corpus
+    from hisyngen.corpus import synthesize
+
+    synthesize(source, strategy, tmp_path / "plain", indices[-1] + 1, seed=1)
+    for row in runs[0]:
+        assert (tmp_path / "a" / "images" / f"{row['id']}.png").read_bytes() == (
+            tmp_path / "plain" / "images" / f"{row['id']}.png").read_bytes()
+
+
+def test_filter_resumes_an_interrupted_run(source, tmp_path):
+    strategy = make_strategy("bezier", {"size": 48})
+    model = random_model(tmp_path / "model.pt", "bezier", source.spec.classes, seed=2)
+    filter_corpus(source, strategy, model, tmp_path / "ref", count=10, seed=0, batch_size=4, workers=0)
+    out = tmp_path / "resumed"
+    filter_corpus(source, strategy, model, out, count=10, seed=0, batch_size=4, workers=0)
+    # back to "killed after the second scored batch": no manifest, stats not yet in corpus.json
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    (out / "manifest.jsonl").unlink()
+    shutil.copy(tmp_path / "ref" / "corpus.json", tmp_path / "config.json")
+    config = json.loads((out / "corpus.json").read_text())
+    del config["filter"]["stats"]
+    (out / "corpus.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "parts").mkdir()
+    for start in (0, 4):
+        kept = [r for r in rows if start <= r["index"] < start + 4]
+        (out / "parts" / f"{start:09d}-{start + 4:09d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    later = [r for r in rows if r["index"] >= 8]
+    for row in later:
+        (out / "images" / f"{row['id']}.png").unlink()
+    summary = filter_corpus(source, strategy, model, out, count=10, seed=0, batch_size=4, workers=0)
+    assert summary.resumed_attempts == 8
+    ref = {p.relative_to(tmp_path / "ref").as_posix(): p.read_bytes() for p in (tmp_path / "ref").rglob("*") if p.is_file()}
+    got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == ref
+
+
+def test_filter_stops_at_the_attempt_guard_with_the_rate(source, tmp_path):
+    strategy = make_strategy("mosaic", {"size": 48})
+    model = random_model(tmp_path / "model.pt", "mosaic", source.spec.classes)
+    # an untrained model keeps about half the candidates: 20 out of 24 attempts is out of reach
+    with pytest.raises(HisynError, match=r"stopped after 24 attempts.*kept \d+ of 20, acceptance rate \d+\.\d+%"):
+        filter_corpus(source, strategy, model, tmp_path / "c", count=20, max_attempts=24, batch_size=8, workers=0)
+    assert not (tmp_path / "c" / "manifest.jsonl").exists()
+
+
+def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):
+    mosaic = make_strategy("mosaic", {"size": 48})
+    other = random_model(tmp_path / "bezier.pt", "bezier", source.spec.classes)
+    with pytest.raises(HisynError, match="trained on bezier samples, not mosaic"):
+        filter_corpus(source, mosaic, other, tmp_path / "c", count=4)
+    three = random_model(tmp_path / "three.pt", "mosaic", ("a", "b", "c"))
+    with pytest.raises(HisynError, match=r"trained for classes \['a', 'b', 'c'\] \(3\)"):
+        filter_corpus(source, mosaic, three, tmp_path / "c", count=4)
+    good = random_model(tmp_path / "good.pt", "mosaic", source.spec.classes)
+    for threshold in (0.0, 1.0, 1.5):
+        with pytest.raises(HisynError, match=r"threshold must be in \(0, 1\)"):
+            filter_corpus(source, mosaic, good, tmp_path / "c", count=4, threshold=threshold)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(HisynError, match="not a readable discriminator"):
+        load_discriminator(tmp_path / "junk.pt")
+    assert not (tmp_path / "c").exists()
+
+
+def test_no_multi_tissue_images_suggests_real_from(tmp_path):
+    write_benchmark(tmp_path, get_spec("bcss-wsss"), [(1, 0, 0, 0), (0, 1, 0, 0)] * 3, style="run", n_val=0, n_test=0)
+    source = open_source(tmp_path)
+    with pytest.raises(HisynError, match="--real-from all"):
+        train_filter(source, make_strategy("mosaic"), tmp_path / "m", TrainConfig(epochs=1, image_size=32))
+
+
+def test_filter_train_cli_writes_model_and_report(source, tmp_path):
+    result = CliRunner().invoke(cli, ["filter-train", str(source.root), "-s", "bezier", "-o", str(tmp_path / "d"),
+                                      "--negatives", "12", "--epochs", "1", "--batch-size", "8", "--image-size", "32",
+                                      "--size", "48", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["split"] == {"train": {"real": 10, "synthetic": 10}, "val": {"real": 2, "synthetic": 2}}
+    assert set(report["heldout"]) >= {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    assert len(report["curve"]) == 1 and report["strategy"] == "bezier"
+    _, meta = load_discriminator(tmp_path / "d", strategy="bezier", classes=source.spec.classes)
+    assert meta["image_size"] == 32 and meta["strategy_params"]["size"] == 48
+    result = CliRunner().invoke(cli, ["filter", str(source.root), "-s", "bezier", "-m", str(tmp_path / "d"), "-n", "3",
+                                      "-o", str(tmp_path / "kept"), "--size", "48", "-w", "0", "--batch-size", "4",
+                                      "--max-attempts", "400", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["kept"] == 3 and summary["acceptance_rate"] == pytest.approx(3 / summary["attempted"], abs=1e-6)
+    for row in Corpus(tmp_path / "kept").rows():
+        assert set(np.unique(read_mask(tmp_path / "kept" / "masks" / f"{row['id']}.png"))) <= {0, 1, 2, 3, 255}
+
+
+def test_realism_ranks_a_tinted_corpus_as_less_real(tmp_path):
+    from hisyngen.corpus import synthesize
+    from hisyngen.sources.labels import format_labels
+
+    # Real (multi-tissue) and single-tissue images share one appearance: each class's colour + noise.
+    # The plain corpus therefore looks like the real images; the tinted one is shifted towards red.
+    def write_source(root, tint):
+        for i in range(48):
+            cls = i % 4
+            labels = [0, 0, 0, 0]
+            labels[cls] = 1
+            if i >= 16:  # 32 multi-tissue "real" images
+                labels[(cls + 1) % 4] = 1
+            image = np.clip(tissue_image(cls, (32, 32), seed=i).astype(int) + tint, 0, 255).astype(np.uint8)
+            write_rgb(root / "training" / f"img{i:03d}+{i}{format_labels(tuple(labels)).replace(',', '')}.png", image)
+        (root / "val").mkdir()
+        return open_source(root, dataset="bcss-wsss")
+
+    plain = write_source(tmp_path / "plain", np.array([0, 0, 0]))
+    tinted = write_source(tmp_path / "tinted", np.array([60, -40, -40]))
+    assert len(plain.multi_tissue()) == 32
+    strategy = make_strategy("onelabel", {"size": 32})
+    synthesize(plain, strategy, tmp_path / "c-plain", 64, seed=0)
+    synthesize(tinted, strategy, tmp_path / "c-tinted", 64, seed=0)
+    report = realism_report([tmp_path / "c-plain", tmp_path / "c-tinted"], plain,
+                            config=TrainConfig(epochs=3, batch_size=16, image_size=32, val_fraction=0.5))
+    by_name = {Path(r["corpus"]).name: r for r in report["corpora"]}
+    assert report["real"]["held_out"] == 16 and by_name["c-plain"]["held_out"] == 32
+    assert by_name["c-tinted"]["c2st_accuracy"] > by_name["c-plain"]["c2st_accuracy"]
+    assert by_name["c-tinted"]["frechet_distance"] > by_name["c-plain"]["frechet_distance"]
+    assert by_name["c-tinted"]["kid"] > by_name["c-plain"]["kid"]
+    assert by_name["c-tinted"]["colour"]["mean"][0] > by_name["c-plain"]["colour"]["mean"][0] + 40
