@@ -8,6 +8,7 @@ from hisyngen import __version__
 from hisyngen.cli.common import HisynGroup
 from hisyngen.cli.sources import inspect
 from hisyngen.cli.filter import filter_command, filter_train, realism
+from hisyngen.cli.mmseg import COMMANDS as MMSEG_COMMANDS
 from hisyngen.cli.synth import merge, preview, synth
 
 
@@ -23,10 +24,11 @@ def cli() -> None:
       hisyngen preview corpus -o grid.png         look at them
       hisyngen filter-train DATA -s bezier -o disc     a real-vs-synthetic discriminator
       hisyngen filter DATA -s bezier -m disc -o kept   keep only samples it believes are real
+      hisyngen train bcss-wsss --data-root EXPORT      DeepLabV3+ with MMSegmentation's train.py
     """
 
 
-for command in (inspect, synth, merge, preview, filter_train, filter_command, realism):
+for command in (inspect, synth, merge, preview, filter_train, filter_command, realism, *MMSEG_COMMANDS):
     cli.add_command(command)
 
 

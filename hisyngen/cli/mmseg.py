@@ -1,0 +1,162 @@
+"""Commands around MMSegmentation: ``train``, ``test`` (the stock mmseg scripts) and ``pseudo-label``.
+
+``train`` and ``test`` run the unmodified ``tools/train.py`` / ``tools/test.py`` shipped in the
+mmseg wheel, in a subprocess with this Python; every argument they do not know is passed through
+(``--work-dir``, ``--resume``, ``--amp``, ``--tta``, ``--cfg-options ...``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterable
+
+import click
+
+from hisyngen.errors import HisynError
+
+PASSTHROUGH = dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=["-h", "--help"])
+
+
+def _common(func: Callable) -> Callable:
+    """``--gpus`` and ``--data-root``, shared by ``train`` and ``test``."""
+    func = click.option("--gpus", default=1, show_default=True, type=click.IntRange(min=1),
+                        help="Processes (one per GPU) launched with torchrun and --launcher pytorch.")(func)
+    func = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                        help="The MMSeg export to use (sets data_root of the train/val/test datasets).")(func)
+    return func
+
+
+def _run(argv: list[str]) -> None:
+    click.echo("running: " + " ".join(argv), err=True)
+    code = subprocess.call(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def _data_root_options(data_root: str | None) -> list[str]:
+    from hisyngen.configs import data_root_options
+
+    if data_root is None:
+        return []
+    if not (Path(data_root) / "metainfo.json").is_file():
+        raise HisynError(f"{data_root} is not a hisyngen MMSeg export (no metainfo.json)")
+    return data_root_options(data_root)
+
+
+def _epoch_options(config: Path, data_root: str | None, epochs: float) -> list[str]:
+    """cfg-options setting max_iters, val and checkpoint intervals for ``epochs`` synthetic passes."""
+    from mmengine.config import Config
+
+    from hisyngen.configs import iterations_for_epochs
+    from hisyngen.mmseg.datasets import read_ids
+    from hisyngen.mmseg.samplers import split_batch
+
+    cfg = Config.fromfile(str(config), import_custom_modules=False)
+    loader = cfg.train_dataloader
+    root = Path(data_root or loader.dataset.data_root)
+    num_synthetic = len(read_ids(root / "splits" / "train.txt"))
+    ratio = loader.get("batch_sampler", {}).get("ratio", (1, 1))
+    per_step, _ = split_batch(int(loader.batch_size), ratio)
+    max_iters, per_epoch = iterations_for_epochs(num_synthetic, per_step, epochs)
+    click.echo(f"{epochs:g} epochs x ceil({num_synthetic} synthetic / {per_step} per step) = {max_iters} iterations",
+               err=True)
+    return [f"train_cfg.max_iters={max_iters}", f"train_cfg.val_interval={per_epoch}",
+            f"default_hooks.checkpoint.interval={per_epoch}"]
+
+
+@click.command(context_settings=PASSTHROUGH)
+@click.argument("config")
+@_common
+@click.option("--no-pretrained", is_flag=True, help="Start from random weights (no ImageNet download; offline use).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Train this many passes over the export's synthetic images (sets max_iters and intervals).")
+@click.argument("mmseg_args", nargs=-1, type=click.UNPROCESSED)
+def train(config: str, data_root: str | None, gpus: int, no_pretrained: bool, epochs: float | None,
+          mmseg_args: tuple[str, ...]) -> None:
+    """Train with MMSegmentation's stock tools/train.py.
+
+    CONFIG is a config file or a packaged config name: bcss-wsss, luad-histoseg, wsss4luad,
+    bcss-wsss_stage2, luad-histoseg_stage2, smoke. Other options go to tools/train.py.
+
+    \b
+    Example:
+      hisyngen train bcss-wsss --data-root out/bcss-mmseg --work-dir runs/bcss
+      hisyngen train smoke --data-root out/mini-mmseg --no-pretrained
+      hisyngen train bcss-wsss --data-root out/bcss-mmseg --gpus 4 --resume
+    """
+    from hisyngen.configs import mmseg_config_path, tool_command
+
+    path = mmseg_config_path(config)
+    options = _data_root_options(data_root)
+    if no_pretrained:
+        options.append("model.pretrained=None")
+    if epochs is not None:
+        options += _epoch_options(path, data_root, epochs)
+    _run(tool_command("train", [str(path), *mmseg_args], cfg_options=options, nproc=gpus))
+
+
+@click.command(context_settings=PASSTHROUGH)
+@click.argument("config")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@_common
+@click.argument("mmseg_args", nargs=-1, type=click.UNPROCESSED)
+def test(config: str, checkpoint: str, data_root: str | None, gpus: int, mmseg_args: tuple[str, ...]) -> None:
+    """Evaluate CHECKPOINT on the test split with MMSegmentation's stock tools/test.py.
+
+    Prints per-class IoU, mIoU and fwIoU. Other options go to tools/test.py (e.g. --tta for the
+    flip/rotation (and, for WSSS4LUAD, multi-scale) test-time augmentation, --work-dir, --out).
+
+    \b
+    Example:
+      hisyngen test wsss4luad runs/wsss/best_mIoU_iter_13500.pth --data-root out/wsss-mmseg --tta
+    """
+    from hisyngen.configs import mmseg_config_path, tool_command
+
+    path = mmseg_config_path(config)
+    if not Path(checkpoint).is_file():
+        raise HisynError(f"checkpoint not found: {checkpoint}")
+    options = _data_root_options(data_root)
+    _run(tool_command("test", [str(path), checkpoint, *mmseg_args], cfg_options=options, nproc=gpus))
+
+
+@click.command("pseudo-label")
+@click.argument("config")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--source", "export_dir", required=True, type=click.Path(file_okay=False),
+              help="The MMSeg export whose real train images get pseudo masks (ann_dir/train_real/).")
+@click.option("--device", default=None, help="Torch device (default: cuda:0 when available, else cpu).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Multi-label images predicted at once.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def pseudo_label(config: str, checkpoint: str, export_dir: str, device: str | None, batch_size: int,
+                 quiet: bool) -> None:
+    """Write pseudo masks for the real train images of an export (the iterative stage).
+
+    Single-label images get their class everywhere; multi-label images get the prediction of
+    CHECKPOINT with absent classes suppressed; white background gets 255. Then train a stage-2
+    config (bcss-wsss_stage2, luad-histoseg_stage2) on the same export.
+
+    \b
+    Example:
+      hisyngen pseudo-label bcss-wsss runs/bcss/best_mIoU_iter_11250.pth --source out/bcss-mmseg
+      hisyngen train bcss-wsss_stage2 --data-root out/bcss-mmseg
+    """
+    from hisyngen.cli.common import show_progress
+    from hisyngen.configs import mmseg_config_path
+
+    path = mmseg_config_path(config)
+    from hisyngen.mmseg.pseudo_label import pseudo_label as run_pseudo_label  # applies compat, registers
+
+    progress = None
+    if show_progress(quiet):
+        from tqdm import tqdm
+
+        def progress(items: Iterable[str]) -> Iterable[str]:
+            return tqdm(items, desc="pseudo masks", unit="img")
+
+    report = run_pseudo_label(path, checkpoint, export_dir, device=device, batch_size=batch_size, progress=progress)
+    click.echo(report.summary())
+
+
+COMMANDS = [train, test, pseudo_label]

@@ -1,0 +1,216 @@
+"""Environment workarounds, config lookup, the CLI plumbing and the evaluation segmentor."""
+
+import math
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+from mmseg.structures import SegDataSample
+
+import hisyngen.mmseg  # noqa: F401  (compat + registration)
+from hisyngen.configs import (data_root_options, iterations_for_epochs, mmseg_config_path, packaged_configs,
+                              stock_tool, tool_command)
+from hisyngen.errors import HisynError
+from hisyngen.mmseg import compat
+from hisyngen.mmseg.segmentors import sliding_windows
+
+LN3 = math.log(3.0)
+
+
+# ---- compat -----------------------------------------------------------------------------------
+
+def test_mmcv_ext_stub_raises_a_clear_error_when_an_op_is_called():
+    import importlib.util
+
+    import mmcv._ext
+
+    if not isinstance(mmcv._ext, compat._MissingCompiledOps):
+        pytest.skip("full mmcv with compiled ops installed: no stub needed")
+    assert hasattr(mmcv._ext, "nms")  # mmcv's ext_loader only checks hasattr
+    with pytest.raises(RuntimeError, match="'roi_align_forward' is not available with mmcv-lite"):
+        mmcv._ext.roi_align_forward(torch.zeros(1))
+    with pytest.raises(AttributeError):
+        mmcv._ext.__wrapped__  # dunders stay missing, so introspection does not see fake objects
+    assert importlib.util.find_spec("mmcv._ext") is not None
+
+
+def test_stub_is_not_installed_over_a_real_extension(monkeypatch):
+    import importlib.util
+
+    monkeypatch.delitem(sys.modules, "mmcv._ext")
+    real_spec = importlib.machinery.ModuleSpec("mmcv._ext", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: real_spec)
+    assert compat.install_mmcv_ext_stub() is False
+    assert "mmcv._ext" not in sys.modules
+
+
+class _Payload:
+    """A non-tensor object in a checkpoint (like mmengine's message hub / config objects)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def test_checkpoint_loader_loads_checkpoints_with_objects(tmp_path):
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "meta": {"hub": _Payload(3)}}, path)
+    with pytest.raises(Exception):
+        torch.load(path)  # torch >= 2.6 refuses it by default: the reason for the workaround
+    loaded = CheckpointLoader.load_checkpoint(str(path), map_location="cpu")
+    assert loaded["meta"]["hub"].value == 3 and torch.equal(loaded["state_dict"]["w"], torch.ones(2))
+
+
+def test_cpu_launcher_skips_cuda_device_selection():
+    import mmengine.dist.utils as dist_utils
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA machine: mmengine's own launcher is used")
+    assert dist_utils._init_dist_pytorch is compat._init_dist_pytorch_cpu
+
+
+# ---- configs and the CLI plumbing -------------------------------------------------------------
+
+def test_config_short_names():
+    assert mmseg_config_path("bcss-wsss").name == "deeplabv3plus_r50-d8_bcss-wsss.py"
+    assert mmseg_config_path("bcss-wsss_stage2").name == "deeplabv3plus_r50-d8_bcss-wsss_stage2.py"
+    assert mmseg_config_path("smoke").name == "smoke_deeplabv3plus_r18.py"
+    assert mmseg_config_path("wsss4luad").is_file()
+    with pytest.raises(HisynError, match="unknown config"):
+        mmseg_config_path("imagenet")
+    with pytest.raises(HisynError, match="not found"):
+        mmseg_config_path("missing/config.py")
+
+
+def test_every_packaged_config_parses_with_classes_from_the_spec():
+    expected = {"bcss-wsss": 4, "luad-histoseg": 4, "wsss4luad": 3}
+    names = packaged_configs()
+    assert len(names) == 6
+    for name in names:
+        cfg = Config.fromfile(mmseg_config_path(name))
+        dataset = next(k for k in expected if k in name) if "smoke" not in name else "bcss-wsss"
+        assert cfg.model.decode_head.num_classes == expected[dataset]
+        assert cfg.custom_imports.imports == ["hisyngen.mmseg"]
+        assert cfg.train_dataloader.batch_sampler.type == "MixedBatchSampler"
+        assert cfg.default_hooks.checkpoint.save_best == "mIoU"
+        if "smoke" not in name:
+            assert cfg.optim_wrapper.optimizer == dict(type="AdamW", lr=1e-4, weight_decay=0.05)
+            assert cfg.train_dataloader.batch_size == 64 and cfg.model.pretrained == "open-mmlab://resnet50_v1c"
+        if "stage2" in name:
+            assert cfg.model.decode_head.loss_reg is None and cfg.model.decode_head.seg_on_real
+            assert cfg.train_dataloader.dataset.real_masks == "pseudo"
+        else:
+            assert cfg.model.decode_head.loss_reg.type == "CAMConsistencyLoss"
+
+
+def test_schedules_convert_epochs_to_iterations():
+    # max_iters = epochs * ceil(num_synthetic / 32)
+    assert Config.fromfile(mmseg_config_path("bcss-wsss")).train_cfg.max_iters == 25 * 450
+    wsss = Config.fromfile(mmseg_config_path("wsss4luad"))
+    assert wsss.train_cfg.max_iters == 60 * 225 and wsss.train_cfg.val_interval == 225
+    assert iterations_for_epochs(100, 32, 2) == (8, 4)
+
+
+def test_wsss4luad_evaluation_protocol():
+    cfg = Config.fromfile(mmseg_config_path("wsss4luad"))
+    assert cfg.model.test_cfg == dict(mode="slide", crop_size=(224, 224), stride=(224, 224))
+    assert cfg.custom_hooks[0] == dict(type="EvalStrideHook", val_stride=(224, 224), test_stride=(112, 112))
+    scales, flips, rotations = cfg.tta_pipeline[1]["transforms"][:3]
+    assert [s["scale_factor"] for s in scales] == [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert len(flips) * len(rotations) == 8
+
+
+def test_r50_model_builds_without_weights():
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")
+    cfg = Config.fromfile(mmseg_config_path("bcss-wsss"))
+    cfg.model.pretrained = None
+    cfg.model.backbone.norm_cfg = cfg.model.decode_head.norm_cfg = dict(type="BN", requires_grad=True)
+    model = MODELS.build(cfg.model)
+    assert model.decode_head.cam_conv.in_channels == 2048 and model.decode_head.cam_conv.out_channels == 4
+
+
+def test_tool_command_passes_arguments_through():
+    argv = tool_command("train", ["cfg.py", "--resume"], cfg_options=["a=1"], python="py")
+    assert argv == ["py", str(stock_tool("train")), "cfg.py", "--resume", "--cfg-options", "a=1"]
+    dist = tool_command("train", ["cfg.py"], nproc=2, python="py")
+    assert dist[:5] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert dist[-2:] == ["--launcher", "pytorch"]
+    assert stock_tool("test").name == "test.py"
+
+
+def test_data_root_options_cover_all_loaders(tmp_path):
+    opts = data_root_options(tmp_path)
+    assert [o.split("=")[0] for o in opts] == [f"{k}_dataloader.dataset.data_root" for k in ("train", "val", "test")]
+    with pytest.raises(HisynError, match="comma"):
+        data_root_options(tmp_path / "a,b")
+
+
+def test_cli_reports_user_errors_on_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from hisyngen.cli.common import HisynGroup
+    from hisyngen.cli.mmseg import COMMANDS
+
+    group = HisynGroup(commands={c.name: c for c in COMMANDS})
+    result = CliRunner().invoke(group, ["train", "nope.py"])
+    assert result.exit_code == 1 and result.output.strip() == "error: config file not found: nope.py"
+    result = CliRunner().invoke(group, ["train", "smoke", "--data-root", str(tmp_path)])
+    assert result.exit_code == 1 and "not a hisyngen MMSeg export" in result.output
+    result = CliRunner().invoke(group, ["pseudo-label", "smoke", "x.pth", "--source", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "MMSeg export not found" in result.output
+
+
+# ---- evaluation segmentor ---------------------------------------------------------------------
+
+def test_sliding_windows_cover_the_image_flush_with_the_border():
+    windows = list(sliding_windows(300, 224, (224, 224), (112, 112)))
+    assert windows == [(0, 0, 224, 224), (76, 0, 300, 224)]
+    assert list(sliding_windows(100, 100, (224, 224), (112, 112))) == [(0, 0, 100, 100)]
+
+
+@pytest.fixture(scope="module")
+def smoke_model():
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")
+    cfg = Config.fromfile(mmseg_config_path("smoke"))
+    return MODELS.build(cfg.model).eval()
+
+
+def test_slide_inference_averages_probabilities(smoke_model, monkeypatch):
+    # Fake network on 4 classes: the first window (columns 0-3) says [ln 3, 0, 0, 0] (p0 = 1/2),
+    # the second (columns 2-5) says zeros (p0 = 1/4).
+    def encode_decode(window, metas):
+        logits = torch.zeros(1, 4, *window.shape[2:])
+        logits[:, 0] = LN3 if encode_decode.calls == 0 else 0.0
+        encode_decode.calls += 1
+        return logits
+
+    encode_decode.calls = 0
+    monkeypatch.setattr(smoke_model, "encode_decode", encode_decode)
+    monkeypatch.setattr(smoke_model, "test_cfg", ConfigDict(mode="slide", crop_size=(4, 4), stride=(2, 2)))
+    out = smoke_model.slide_inference(torch.zeros(1, 3, 4, 6), [dict(img_shape=(4, 6))])
+    probs = out.softmax(dim=1)
+    # Overlap (columns 2-3): mean of probabilities 0.375 (averaging logits would give 0.366).
+    assert probs[0, 0, 0, 0].item() == pytest.approx(3 / 6)
+    assert probs[0, 0, 0, 2].item() == pytest.approx((3 / 6 + 1 / 4) / 2)
+    assert probs[0, 0, 0, 5].item() == pytest.approx(1 / 4)
+
+
+
+@pytest.mark.parametrize("k,flip", [(1, False), (3, True), (2, True)])
+def test_rot90_views_are_rotated_back(smoke_model, k, flip):
+    # A prediction equal to the transformed view itself must come back as the original map.
+    original = torch.arange(4 * 6 * 8, dtype=torch.float32).reshape(1, 4, 6, 8)
+    view = original.flip(3) if flip else original
+    view = torch.rot90(view, k, dims=(2, 3))
+    sample = SegDataSample(metainfo=dict(rot90=k, flip=flip, flip_direction="horizontal" if flip else None,
+                                         ori_shape=(6, 8), img_shape=tuple(view.shape[2:]),
+                                         padding_size=[0, 0, 0, 0]))
+    result = smoke_model.postprocess_result(view.clone(), [sample])[0]
+    assert torch.allclose(result.seg_logits.data, original[0])
