@@ -22,6 +22,8 @@ IGNORE_INDEX = 255
 BACKGROUND_COLOUR = (255, 255, 255)
 
 LABEL_FORMATS = ("bracket", "folder", "manifest")
+LABEL_STYLES = ("commas", "digits", "spaces")
+"""How a bracket label is written in a file name: ``-[1, 0, 0]``, ``+N[0101]``, ``-[1 0 0 1]``."""
 """How image-level labels are stored: ``[..]`` in the file name, class-named folders or file-name
 prefixes (single-label), or a CSV/JSONL manifest."""
 
@@ -39,6 +41,7 @@ class DatasetSpec:
     background_index: int
     ignore_index: int = IGNORE_INDEX
     label_format: str = "bracket"
+    label_style: str = "spaces"
     split_dirs: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
             "train": ("train", "training"),
@@ -87,6 +90,7 @@ class DatasetSpec:
             "background_index": self.background_index,
             "ignore_index": self.ignore_index,
             "label_format": self.label_format,
+            "label_style": self.label_style,
             "split_dirs": {k: list(v) for k, v in self.split_dirs.items()},
             "image_dir": self.image_dir,
             "mask_dir": self.mask_dir,
@@ -99,7 +103,7 @@ class DatasetSpec:
         if not isinstance(data, Mapping):
             raise HisynError(f"{origin}: a dataset spec must be a mapping, got {type(data).__name__}")
         known = {
-            "name", "classes", "palette", "background_index", "ignore_index", "label_format",
+            "name", "classes", "palette", "background_index", "ignore_index", "label_format", "label_style",
             "split_dirs", "image_dir", "mask_dir", "description",
         }
         unknown = sorted(set(data) - known)
@@ -125,7 +129,7 @@ class DatasetSpec:
                 str(k): (v,) if isinstance(v, str) else tuple(str(x) for x in v)
                 for k, v in split_dirs.items()
             }
-        for key in ("image_dir", "mask_dir", "description", "label_format"):
+        for key in ("image_dir", "mask_dir", "description", "label_format", "label_style"):
             if key in data:
                 kwargs[key] = str(data[key])
         return cls(
@@ -157,6 +161,8 @@ def _validate(spec: DatasetSpec) -> list[str]:
         problems.append(f"background_index {spec.background_index} must be >= the class count ({c}) and < {IGNORE_INDEX}")
     if spec.ignore_index != IGNORE_INDEX:
         problems.append(f"ignore_index must be {IGNORE_INDEX}")
+    if spec.label_style not in LABEL_STYLES:
+        problems.append(f"label_style {spec.label_style!r} is not one of {LABEL_STYLES}")
     if spec.label_format not in LABEL_FORMATS:
         problems.append(f"label_format {spec.label_format!r} is not one of {LABEL_FORMATS}")
     return problems
@@ -180,6 +186,7 @@ WSSS4LUAD = DatasetSpec(
     classes=("tumor", "stroma", "normal"),
     palette=((0, 64, 128), (64, 128, 0), (243, 152, 0), (255, 255, 255)),
     background_index=3,
+    label_style="commas",
     split_dirs={"train": ("1.training",), "val": ("2.validation",), "test": ("3.testing",)},
     description="WSSS4LUAD lung adenocarcinoma; train names end in '-[t, s, n].png'",
 )
@@ -189,6 +196,7 @@ BCSS_WSSS = DatasetSpec(
     classes=("TUM", "STR", "LYM", "NEC"),
     palette=((255, 0, 0), (0, 255, 0), (0, 0, 255), (153, 0, 255), (255, 255, 255)),
     background_index=4,
+    label_style="digits",
     split_dirs={"train": ("training", "train"), "val": ("val",), "test": ("test",)},
     description="BCSS-WSSS breast cancer, 224x224; train names end in '+N[0101].png'",
 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from hisyngen import __version__
+from hisyngen.cli.build import build, demo
 from hisyngen.cli.common import HisynGroup
+from hisyngen.cli.export import COMMANDS as EXPORT_COMMANDS
 from hisyngen.cli.sources import inspect
 from hisyngen.cli.filter import filter_command, filter_train, realism
 from hisyngen.cli.mmseg import COMMANDS as MMSEG_COMMANDS
@@ -19,16 +21,21 @@ def cli() -> None:
 
     \b
     Typical use:
+      hisyngen demo                    the whole pipeline on built-in demo data, in minutes
+      hisyngen build DATA -o OUT       source -> filtered synthetic data -> MMSeg + HF exports
       hisyngen inspect DATA            what the dataset holds, what is wrong with it
       hisyngen synth DATA -s bezier -o corpus     synthetic images with exact masks
       hisyngen preview corpus -o grid.png         look at them
       hisyngen filter-train DATA -s bezier -o disc     a real-vs-synthetic discriminator
       hisyngen filter DATA -s bezier -m disc -o kept   keep only samples it believes are real
+      hisyngen export kept --source DATA --format hf -o hf   MMSeg / Hugging Face datasets
+      hisyngen push hf --repo-id me/name                   to the Hub
       hisyngen train bcss-wsss --data-root EXPORT      DeepLabV3+ with MMSegmentation's train.py
     """
 
 
-for command in (inspect, synth, merge, preview, filter_train, filter_command, realism, *MMSEG_COMMANDS):
+for command in (demo, build, inspect, synth, merge, preview, filter_train, filter_command, realism, *EXPORT_COMMANDS,
+                *MMSEG_COMMANDS):
     cli.add_command(command)
 
 

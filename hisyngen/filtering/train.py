@@ -37,9 +37,14 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
+    min_steps_per_epoch: int = 8
+    """On a small training set the batch is capped so an epoch still has this many optimiser steps
+    (batch 256 over a few hundred images would train for a handful of steps and learn nothing)."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.min_steps_per_epoch < 1:
+            problems.append(f"min_steps_per_epoch must be >= 1, got {self.min_steps_per_epoch}")
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -83,10 +88,13 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _loader(dataset: LabelledImages, order: list[int], batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
+def _loader(dataset: LabelledImages, order: list[int], batch_size: int, num_workers: int,
+            training: bool = False) -> torch.utils.data.DataLoader:
+    # BatchNorm cannot train on a batch of one image: drop a trailing singleton batch.
+    drop_last = training and len(order) % batch_size == 1
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers,
                                        collate_fn=_collate, worker_init_fn=_worker_init if num_workers else None,
-                                       persistent_workers=False)
+                                       persistent_workers=False, drop_last=drop_last)
 
 
 def _random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -158,11 +166,14 @@ def fit(
 
     if len(real) < 2 or len(synthetic) < 2:
         raise HisynError(f"need at least 2 real and 2 synthetic images to train, got {len(real)} and {len(synthetic)}")
+    if config.batch_size < 2:
+        raise HisynError("the discriminator batch size must be >= 2 (BatchNorm needs two images)")
     device = resolve_device(config.device)
     sets = [real, synthetic]
     train_items, val_items = split_items(sets, config.val_fraction, config.seed)
     train_set, val_set = LabelledImages(sets, train_items), LabelledImages(sets, val_items)
     train_labels = train_set.labels()
+    batch_size = max(2, min(config.batch_size, len(train_set) // config.min_steps_per_epoch))
     model = seeded_model(config.seed).to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
@@ -177,7 +188,7 @@ def fit(
         order = balanced_order(train_labels, rng, config.balanced)
         model.train()
         seen, correct, loss_sum = 0, 0, 0.0
-        loader = _loader(train_set, order, config.batch_size, config.num_workers)
+        loader = _loader(train_set, order, batch_size, config.num_workers, training=True)
         bar = tqdm(loader, desc=f"discriminator epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
                    leave=False)
         for images, labels in bar:
@@ -214,6 +225,7 @@ def fit(
     report = {
         "split": {"train": counts(train_items), "val": counts(val_items)},
         "config": asdict(config),
+        "batch_size_used": batch_size,
         "device": str(device),
         "curve": curve,
         "best_epoch": best_epoch,
@@ -225,12 +237,18 @@ def fit(
 
 def save_discriminator(path: str | Path, model: Discriminator, meta: dict[str, Any]) -> str:
     """Save weights + metadata (strategy, classes, image size, metrics); returns the file's sha256."""
+    import io
+
+    from hisyngen.imageio import atomic_write_bytes
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # Via a buffer: torch names the zip's top folder after the file, so equal weights saved under
+    # different names would differ in bytes.
+    buffer = io.BytesIO()
     torch.save({"format": MODEL_FORMAT, "version": MODEL_VERSION, "meta": meta,
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
-    tmp.replace(path)
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return file_sha256(path)
 
 

@@ -65,3 +65,18 @@ def labels_from_names(names: list[str], classes: tuple[str, ...]) -> tuple[int, 
 def format_labels(labels: tuple[int, ...]) -> str:
     """Canonical text of a label vector, e.g. ``[1,0,0,1]``."""
     return "[" + ",".join(str(v) for v in labels) + "]"
+
+
+def labelled_name(stem: str, labels: tuple[int, ...], style: str, index: int = 0) -> str:
+    """A train file name carrying ``labels`` the way a benchmark writes them.
+
+    ``commas``: ``stem-[1, 0, 0].png`` (WSSS4LUAD); ``digits``: ``stem+index[0101].png``
+    (BCSS-WSSS); ``spaces``: ``stem-[1 0 0 1].png`` (LUAD-HistoSeg).
+    """
+    if style == "commas":
+        return f"{stem}-[{', '.join(map(str, labels))}].png"
+    if style == "digits":
+        return f"{stem}+{index}[{''.join(map(str, labels))}].png"
+    if style == "spaces":
+        return f"{stem}-[{' '.join(map(str, labels))}].png"
+    raise ValueError(f"unknown label style {style!r}")

@@ -1,0 +1,433 @@
+"""hisyngen export: MMSeg and Hugging Face layouts, pixel-exact round trips, refusals without leftovers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from hisyngen.corpus import Corpus, synthesize
+from hisyngen.errors import HisynError
+from hisyngen.export import export_dataset
+from hisyngen.export.common import IdAllocator, sanitize_id, strip_common_folder
+from hisyngen.imageio import encode_mask_png, read_mask, read_rgb
+from hisyngen.sources import open_source
+from hisyngen.spec import get_spec
+from hisyngen.synthesis import make_strategy
+
+from fixtures import tissue_image, write_benchmark
+
+BCSS = get_spec("bcss-wsss")
+LABELS = [(1, 0, 0, 0), (1, 0, 0, 0), (0, 1, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 1, 0, 0)]
+TIF_NAME = "img900+[0110].tif"  # a non-PNG train image: exported re-encoded, same pixels
+
+
+def make_source(root: Path, spec=BCSS, labels=LABELS):
+    """A tiny benchmark source (32 px) with val/test masks holding the background index."""
+    write_benchmark(root, spec, labels, style="run" if spec is BCSS else "spaces", n_val=2, n_test=2, size=32)
+    if spec is BCSS:
+        cv2.imwrite(str(root / "training" / TIF_NAME), tissue_image(1, (40, 36), seed=9)[:, :, ::-1])
+    return open_source(root)
+
+
+def make_corpora(source, folder: Path, count: int = 6) -> list[Path]:
+    """A Mosaic and a Bezier corpus of ``count`` 32 px samples each."""
+    out = []
+    for name in ("mosaic", "bezier"):
+        synthesize(source, make_strategy(name, {"size": 32}), folder / name, count, seed=0)
+        out.append(folder / name)
+    return out
+
+
+def make_filtered(corpus: Path, out: Path) -> Path:
+    """A copy of ``corpus`` that looks filtered: a ``filter`` record and per-sample ``disc_score``."""
+    shutil.copytree(corpus, out)
+    config = json.loads((out / "corpus.json").read_text())
+    config["filter"] = {"model_sha256": "ab12", "threshold": 0.5, "batch_size": 64,
+                        "stats": {"attempted": 9, "kept": 6, "acceptance_rate": 0.667, "discriminator": {"f1": 0.9}}}
+    (out / "corpus.json").write_text(json.dumps(config))
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    (out / "manifest.jsonl").write_text("".join(json.dumps(dict(r, disc_score=0.5 + r["index"] / 100)) + "\n" for r in rows))
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export-inputs")
+    source = make_source(root / "src")
+    mosaic, bezier = make_corpora(source, root)
+    return source, [mosaic, make_filtered(bezier, root / "bezier-filtered")]
+
+
+def leftovers(out: Path) -> list[str]:
+    """Staging folders of an export to ``out`` that were not cleaned up."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def ground_truth(record) -> np.ndarray:
+    mask = read_mask(record.mask_path)
+    mask[mask == BCSS.background_index] = 255
+    return mask
+
+
+# --- ids ---------------------------------------------------------------------------------------
+
+def test_ids_are_sanitised_and_unique_within_a_split():
+    assert sanitize_id("training/TCGA-A1_MPP-0.25+8[0100]") == "training_TCGA-A1_MPP-0.25+8_0100"
+    assert sanitize_id(".hidden") == "hidden" and sanitize_id("[]") == "sample"
+    ids = IdAllocator()
+    assert [ids.take(t) for t in ("a[1]", "a(1)", "A_1", "a_1-2")] == ["a_1", "a_1-2", "A_1-3", "a_1-2-2"]
+    assert strip_common_folder(["val/img/a", "val/img/sub/b"]) == ["a", "sub/b"]
+    assert strip_common_folder(["TUM/a", "STR/b"]) == ["TUM/a", "STR/b"]
+
+
+# --- MMSeg -------------------------------------------------------------------------------------
+
+def test_mmseg_export_round_trips_pixels_and_labels(inputs, tmp_path):
+    source, corpora = inputs
+    out = tmp_path / "mmseg"
+    summary = export_dataset(corpora, source, "mmseg", out)
+    assert summary.counts == {"train": 12, "train_real": len(LABELS) + 1, "val": 2, "test": 2}
+    assert leftovers(out) == []
+
+    meta = json.loads((out / "metainfo.json").read_text())
+    assert meta["classes"] == list(BCSS.classes) and meta["palette"] == [list(c) for c in BCSS.palette[:4]]
+    assert meta["ignore_index"] == 255 and meta["source_background_index"] == 4
+    assert meta["strategies"] == ["bezier", "mosaic"]
+
+    rows = [json.loads(line) for line in (out / "synthetic.jsonl").read_text().splitlines()]
+    assert (out / "splits" / "train.txt").read_text().split() == [r["id"] for r in rows]
+    by_id = {r["id"]: r for r in rows}
+    for folder in corpora:
+        corpus = Corpus(folder)
+        for row in corpus.rows():
+            exported = by_id[row["id"]]
+            assert exported["strategy"] == corpus.config.strategy and exported["labels"] == row["labels"]
+            assert exported["sources"] == row["sources"] and exported["seed"] == 0
+            assert exported["disc_score"] == row.get("disc_score")
+            assert (out / "img_dir" / "train" / f"{row['id']}.png").read_bytes() == corpus.image_path(row).read_bytes()
+            mask_path = out / "ann_dir" / "train" / f"{row['id']}.png"
+            np.testing.assert_array_equal(read_mask(mask_path), read_mask(corpus.mask_path(row)))
+    assert any(r["disc_score"] is not None for r in rows) and any(r["disc_score"] is None for r in rows)
+
+    real = {r["source"]: r for r in map(json.loads, (out / "real.jsonl").read_text().splitlines())}
+    assert len(real) == len(source.train) and f"training/{TIF_NAME}" in real
+    for record in source.train:
+        row = real[record.path.relative_to(source.root).as_posix()]
+        assert tuple(row["labels"]) == record.labels
+        np.testing.assert_array_equal(read_rgb(out / "img_dir" / "train_real" / f"{row['id']}.png"), read_rgb(record.path))
+    assert not any((out / "ann_dir").glob("train_real*/*"))
+
+    for split, records in (("val", source.val), ("test", source.test)):
+        ids = (out / "splits" / f"{split}.txt").read_text().split()
+        assert ids == [r.path.stem for r in records]
+        for sample_id, record in zip(ids, records):
+            exported = Image.open(out / "ann_dir" / split / f"{sample_id}.png")
+            assert exported.mode == "P"
+            np.testing.assert_array_equal(np.array(exported), ground_truth(record))
+            assert 4 not in np.unique(np.array(exported))
+
+
+@pytest.fixture(scope="module")
+def mmseg_classes():
+    """mmseg's BaseSegDataset and LoadAnnotations (mmseg imports need hisyngen's compat shim first)."""
+    pytest.importorskip("mmseg")
+    import hisyngen.mmseg  # noqa: F401  (compat.apply(): mmcv-lite has no compiled ops)
+    from mmseg.datasets import BaseSegDataset
+    from mmseg.datasets.transforms import LoadAnnotations
+
+    return BaseSegDataset, LoadAnnotations
+
+
+def test_mmseg_export_loads_with_mmseg_base_dataset(inputs, tmp_path, mmseg_classes):
+    BaseSegDataset, LoadAnnotations = mmseg_classes
+    source, corpora = inputs
+    out = tmp_path / "mmseg"
+    export_dataset(corpora, source, "mmseg", out)
+    meta = json.loads((out / "metainfo.json").read_text())
+    metainfo = dict(classes=tuple(meta["classes"]), palette=meta["palette"])
+    for split, ann_file in (("val", ""), ("train", "splits/train.txt")):
+        dataset = BaseSegDataset(data_root=str(out), ann_file=ann_file, metainfo=metainfo, img_suffix=".png",
+                                 seg_map_suffix=".png", pipeline=[],
+                                 data_prefix=dict(img_path=f"img_dir/{split}", seg_map_path=f"ann_dir/{split}"))
+        ids = (out / "splits" / f"{split}.txt").read_text().split()
+        assert len(dataset) == len(ids) > 0
+        for i in range(len(dataset)):
+            info = dataset.get_data_info(i)
+            loaded = LoadAnnotations()(dict(info))["gt_seg_map"]
+            np.testing.assert_array_equal(loaded, read_mask(info["seg_map_path"]))
+            assert set(np.unique(loaded)) <= {0, 1, 2, 3, 255}
+
+
+def test_mmseg_export_feeds_the_hisyngen_training_datasets(inputs, tmp_path, mmseg_classes):
+    from hisyngen.mmseg.datasets import HisynEvalDataset, HisynMixedDataset
+
+    source, corpora = inputs
+    out = tmp_path / "mmseg"
+    export_dataset(corpora, source, "mmseg", out)
+    mixed = HisynMixedDataset(data_root=str(out), pipeline=[])
+    assert len(mixed) == 12 + len(source.train)
+    assert sum(mixed.synthetic_flags()) == 12
+    assert len(HisynEvalDataset(data_root=str(out), split="test", pipeline=[])) == 2
+
+
+# --- Hugging Face ------------------------------------------------------------------------------
+
+def load_hf(folder: Path, cache: Path, monkeypatch):
+    """``datasets.load_dataset(folder)`` offline, caching under ``cache``."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from datasets import load_dataset
+
+    return load_dataset(str(folder), cache_dir=str(cache))
+
+
+def check_hf_pixels(ds, source, corpora) -> None:
+    """Every split of a loaded HF export equals the corpora and source files pixel for pixel."""
+    masks, images, seeds = {}, {}, {}
+    for folder in corpora:
+        corpus = Corpus(folder)
+        for row in corpus.rows():
+            masks[row["id"]] = read_mask(corpus.mask_path(row))
+            images[row["id"]] = read_rgb(corpus.image_path(row))
+            seeds[row["id"]] = corpus.config.seed
+    strategy = ds["train"].features["strategy"]
+    for row in ds["train"]:
+        assert row["label"].mode == "P"
+        np.testing.assert_array_equal(np.array(row["label"]), masks.pop(row["id"]))
+        np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), images[row["id"]])
+        assert strategy.int2str(row["strategy"]) == row["id"].split("-")[0]
+        assert row["seed"] == seeds[row["id"]]
+    assert masks == {}
+    records = {r.id: r for r in source.train}
+    for row in ds["train_real"]:
+        record = records.pop(row["sources"][0])
+        assert row["label"] is None and row["seed"] is None and strategy.int2str(row["strategy"]) == "real"
+        assert row["tissues"] == [c for c, v in enumerate(record.labels) if v]
+        np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), read_rgb(record.path))
+    assert records == {}
+    for split, records in (("validation", source.val), ("test", source.test)):
+        assert [row["id"] for row in ds[split]] == [r.path.stem for r in records]
+        for row, record in zip(ds[split], records):
+            assert row["label"].mode == "P"
+            truth = ground_truth(record)
+            np.testing.assert_array_equal(np.array(row["label"]), truth)
+            assert row["tissues"] == sorted(set(np.unique(truth).tolist()) - {255})
+
+
+def test_hf_export_loads_offline_and_round_trips_pixels(inputs, tmp_path, monkeypatch):
+    source, corpora = inputs
+    out = tmp_path / "hf"
+    summary = export_dataset(corpora, source, "hf", out, command="hisyngen export mosaic bezier-filtered -f hf",
+                             license="cc-by-4.0", tags=["histopathology", "bcss"], max_shard_bytes=6_000)
+    assert summary.counts["train"] == 12 and leftovers(out) == []
+    shards = sorted(p.name for p in (out / "data").iterdir())
+    train_shards = [s for s in shards if s.startswith("train-")]
+    assert len(train_shards) > 1  # the size cap split it
+    assert train_shards == [f"train-{i:05d}-of-{len(train_shards):05d}.parquet" for i in range(len(train_shards))]
+    assert {s.split("-")[0] for s in shards} == {"train", "train_real", "validation", "test"}
+    assert json.loads((out / "id2label.json").read_text()) == {"0": "TUM", "1": "STR", "2": "LYM", "3": "NEC"}
+
+    ds = load_hf(out, tmp_path / "cache", monkeypatch)
+    assert set(ds) == {"train", "train_real", "validation", "test"}
+    features = ds["train"].features
+    assert features["tissues"].feature.names == list(BCSS.classes)
+    assert features["strategy"].names == ["bezier", "mosaic", "real"]
+    assert str(features["disc_score"].dtype) == "float32" and str(features["seed"].dtype) == "int64"
+    check_hf_pixels(ds, source, corpora)
+    scores = {row["id"]: row["disc_score"] for row in ds["train"]}
+    assert scores["mosaic-s0-000000"] is None and scores["bezier-s0-000003"] == pytest.approx(0.53)
+
+
+def test_hf_card_yaml_parses_and_body_documents_the_export(inputs, tmp_path):
+    source, corpora = inputs
+    out = tmp_path / "hf"
+    export_dataset(corpora, source, "hf", out, command="hisyngen export A B --format hf", license="cc-by-4.0",
+                   tags=["histopathology", "bcss"])
+    text = (out / "README.md").read_text()
+    header, body = text.split("\n---\n", 1)
+    meta = yaml.safe_load(header.removeprefix("---\n"))
+    assert meta["license"] == "cc-by-4.0" and meta["tags"] == ["histopathology", "bcss"]
+    assert meta["task_categories"] == ["image-segmentation"] and meta["task_ids"] == ["semantic-segmentation"]
+    files = meta["configs"][0]["data_files"]
+    assert [f["split"] for f in files] == ["train", "train_real", "validation", "test"]
+    assert files[0]["path"] == "data/train-*"
+    features = {f["name"]: f for f in meta["dataset_info"]["features"]}
+    assert features["tissues"]["list"]["class_label"]["names"] == {"0": "TUM", "1": "STR", "2": "LYM", "3": "NEC"}
+    assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
+        "train": 12, "train_real": len(LABELS) + 1, "validation": 2, "test": 2}
+
+    assert "| 0 | TUM | (255, 0, 0) |" in body and "| 255 | ignore |" in body
+    assert "hisyngen export A B --format hf" in body
+    assert f"hisyngen synth {source.root.resolve()} -s mosaic -n 6 --seed 0 -o mosaic --size 32" in body
+    assert (f"hisyngen filter {source.root.resolve()} -s bezier -m DISCRIMINATOR -n 6 --seed 0 --threshold 0.5 "
+            "--batch-size 64 -o bezier-filtered --size 32") in body
+    assert "| mosaic | 6 |" in body and "| bezier | 6 |" in body
+    assert "| stats.acceptance_rate | 0.667 |" in body and "| stats.discriminator.f1 | 0.9 |" in body
+    assert "| threshold | 0.5 |" in body
+    defaults = export_dataset([], source, "hf", tmp_path / "real-only")
+    meta = yaml.safe_load((tmp_path / "real-only" / "README.md").read_text().split("\n---\n")[0].removeprefix("---\n"))
+    assert meta["license"] == "other" and meta["tags"] == ["histopathology", "segmentation"]
+    assert defaults.counts["train"] == 0 and [f["split"] for f in meta["configs"][0]["data_files"]][0] == "train_real"
+
+
+# --- bad input: refuse clearly, leave nothing --------------------------------------------------
+
+def copy_corpus(folder: Path, out: Path) -> Path:
+    shutil.copytree(folder, out)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["mmseg", "hf"])
+def test_missing_corpus_file_is_named_and_nothing_is_written(inputs, tmp_path, fmt):
+    source, corpora = inputs
+    broken = copy_corpus(corpora[0], tmp_path / "broken")
+    (broken / "masks" / "mosaic-s0-000004.png").unlink()
+    out = tmp_path / "out"
+    with pytest.raises(HisynError, match=r"missing file .*masks/mosaic-s0-000004\.png"):
+        export_dataset([broken], source, fmt, out)
+    assert not out.exists() and leftovers(out) == []
+
+
+@pytest.mark.parametrize("fmt", ["mmseg", "hf"])
+def test_mask_values_outside_the_spec_are_refused_naming_the_file(inputs, tmp_path, fmt):
+    source, corpora = inputs
+    broken = copy_corpus(corpora[1], tmp_path / "broken")
+    mask = read_mask(broken / "masks" / "bezier-s0-000002.png")
+    mask[0, 0] = 4  # the background index: valid in ground truth, never in a synthetic mask
+    (broken / "masks" / "bezier-s0-000002.png").write_bytes(encode_mask_png(mask, BCSS.mask_palette()))
+    out = tmp_path / "out"
+    with pytest.raises(HisynError, match=r"bezier-s0-000002\.png: mask values \[4\] are outside the bcss-wsss spec"):
+        export_dataset([corpora[0], broken], source, fmt, out)
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_ground_truth_values_outside_the_spec_are_refused(tmp_path):
+    source = make_source(tmp_path / "src")
+    bad = source.test[1].mask_path
+    mask = read_mask(bad)
+    mask[3, 3] = 9
+    bad.write_bytes(encode_mask_png(mask, BCSS.mask_palette()))
+    with pytest.raises(HisynError, match=rf"{bad.name}: mask values \[9\] are outside .*ground truth may hold 0..3, 4 \(background\), 255"):
+        export_dataset([], source, "mmseg", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path / "out") == []
+
+
+def test_mixed_class_specs_are_refused_naming_both(inputs, tmp_path):
+    source, corpora = inputs
+    luad_spec = get_spec("luad-histoseg")
+    luad = make_source(tmp_path / "luad", luad_spec, [(1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1)])
+    synthesize(luad, make_strategy("mosaic", {"size": 32}), tmp_path / "luad-mosaic", 2, seed=0)
+    with pytest.raises(HisynError, match=r"mixed class specs: corpus .*luad-mosaic \(luad-histoseg: classes TE, NEC, LYM, TAS.*"
+                                         r"vs source .*\(bcss-wsss: classes TUM, STR, LYM, NEC.*differ in classes"):
+        export_dataset([corpora[0], tmp_path / "luad-mosaic"], source, "hf", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_overwrite_and_survives_a_failed_export(inputs, tmp_path):
+    source, corpora = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(HisynError, match="exists and is not empty; pass --overwrite"):
+        export_dataset(corpora, source, "mmseg", out)
+    with pytest.raises(HisynError, match="is not a hisyngen export; refusing to replace it"):
+        export_dataset(corpora, source, "mmseg", out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+    shutil.rmtree(out)
+    export_dataset(corpora[:1], source, "mmseg", out)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    broken = copy_corpus(corpora[1], tmp_path / "broken")
+    mask = read_mask(broken / "masks" / "bezier-s0-000005.png")
+    mask[1, 1] = 77
+    (broken / "masks" / "bezier-s0-000005.png").write_bytes(encode_mask_png(mask, BCSS.mask_palette()))
+    with pytest.raises(HisynError, match="mask values \\[77\\]"):
+        export_dataset([corpora[0], broken], source, "mmseg", out, overwrite=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before and leftovers(out) == []
+
+    summary = export_dataset(corpora, source, "mmseg", out, overwrite=True)
+    assert summary.counts["train"] == 12 and len((out / "splits" / "train.txt").read_text().split()) == 12
+    assert leftovers(out) == []
+
+
+def test_output_may_not_replace_an_input(inputs, tmp_path):
+    source, corpora = inputs
+    with pytest.raises(HisynError, match="would replace the input"):
+        export_dataset(corpora, source, "mmseg", corpora[0].parent, overwrite=True)
+    assert (corpora[0] / "manifest.jsonl").is_file()
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def run_cli():
+    from hisyngen.cli import cli
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_export_writes_and_refuses_in_one_line(inputs, tmp_path, run_cli):
+    source, corpora = inputs
+    help_text = run_cli("export", "--help").output
+    assert "Examples:" in help_text and "--format" in help_text and "--overwrite" in help_text
+    assert "Examples:" in run_cli("push", "--help").output
+
+    result = run_cli("export", *corpora, "--source", source.root, "-f", "mmseg", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["counts"]["train"] == 12
+    again = run_cli("export", *corpora, "--source", source.root, "-f", "mmseg", "-o", tmp_path / "out", "-q")
+    assert again.exit_code == 1
+    assert again.output.strip().count("\n") == 0 and again.output.startswith("error: ") and "--overwrite" in again.output
+
+
+# --- real data (../shared/data) ----------------------------------------------------------------
+
+def test_real_bcss_mini_exports_load_with_mmseg_and_datasets(shared_data, tmp_path, monkeypatch, mmseg_classes):
+    BaseSegDataset, LoadAnnotations = mmseg_classes
+    source = open_source(shared_data / "bcss-wsss-mini")
+    corpora = []
+    for name in ("mosaic", "bezier"):
+        synthesize(source, make_strategy(name, {}), tmp_path / name, 8, seed=1)
+        corpora.append(tmp_path / name)
+    export_dataset(corpora, source, "mmseg", tmp_path / "mmseg")
+    export_dataset(corpora, source, "hf", tmp_path / "hf")
+
+    meta = json.loads((tmp_path / "mmseg" / "metainfo.json").read_text())
+    metainfo = dict(classes=tuple(meta["classes"]), palette=meta["palette"])
+    for split, ann_file in (("train", "splits/train.txt"), ("val", "splits/val.txt"), ("test", "")):
+        dataset = BaseSegDataset(data_root=str(tmp_path / "mmseg"), ann_file=ann_file, metainfo=metainfo,
+                                 img_suffix=".png", seg_map_suffix=".png", pipeline=[],
+                                 data_prefix=dict(img_path=f"img_dir/{split}", seg_map_path=f"ann_dir/{split}"))
+        assert len(dataset) == (16 if split == "train" else 14)
+        for i in range(0, len(dataset), 3):
+            info = dataset.get_data_info(i)
+            np.testing.assert_array_equal(LoadAnnotations()(dict(info))["gt_seg_map"], read_mask(info["seg_map_path"]))
+
+    ds = load_hf(tmp_path / "hf", tmp_path / "cache", monkeypatch)
+    assert ds.num_rows == {"train": 16, "train_real": 238, "validation": 14, "test": 14}
+    check_hf_pixels(ds, source, corpora)
+
+
+def test_real_wsss4luad_val_images_are_kept_whole(shared_data, tmp_path):
+    source = open_source(shared_data / "wsss4luad-mini")
+    summary = export_dataset([], source, "mmseg", tmp_path / "out")
+    assert summary.counts == {"train": 0, "train_real": 4, "val": 31, "test": 0}
+    ids = (tmp_path / "out" / "splits" / "val.txt").read_text().split()
+    sizes = set()
+    for sample_id, record in zip(ids, source.val):
+        exported = read_mask(tmp_path / "out" / "ann_dir" / "val" / f"{sample_id}.png")
+        truth = read_mask(record.mask_path)
+        truth[truth == 3] = 255
+        np.testing.assert_array_equal(exported, truth)
+        assert read_rgb(tmp_path / "out" / "img_dir" / "val" / f"{sample_id}.png").shape[:2] == truth.shape
+        sizes.add(truth.shape)
+    assert len(sizes) > 10 and max(max(s) for s in sizes) > 224  # whole images of varying size, not tiles
