@@ -116,7 +116,8 @@ def main() -> None:
     parser.add_argument("--source", default=str(DEFAULT_SOURCE))
     parser.add_argument("--strategies", default="mosaic,bezier")
     parser.add_argument("--memory-count", type=int, default=2000, help="samples for the in-memory rate")
-    parser.add_argument("--write-count", type=int, default=2000, help="samples for the written rates")
+    parser.add_argument("--write-count", type=int, default=1000, help="samples for the written rates")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of floor/writer measurements")
     parser.add_argument("--rss-counts", default="1000,10000")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -140,11 +141,20 @@ def main() -> None:
         for name in args.strategies.split(","):
             row: dict = {"strategy": name}
             row["memory"] = in_memory_rate(pack, name, args.memory_count)
-            floor_args = (str(pack.folder), source.spec.to_dict(), name, min(args.write_count, 1000))
-            row["floor"] = png_floor_rate(*floor_args, str(work / f"floor-{name}"))
-            row["floor_p2"] = png_floor_parallel(*floor_args, work / f"floor2-{name}", 2)
-            row["written_w1"] = written_rate(source, name, args.write_count, 1, work, cache)
-            row["written_w2"] = written_rate(source, name, args.write_count, 2, work, cache)
+            # This machine's speed drifts (shared host): interleave the floor and writer measurements
+            # in rounds and keep the medians, so both sides of each ratio see the same conditions.
+            floor_args = (str(pack.folder), source.spec.to_dict(), name, min(args.write_count, 500))
+            rounds: dict[str, list[float]] = {"floor": [], "written_w1": [], "floor_p2": [], "written_w2": []}
+            for r in range(args.rounds):
+                rounds["floor"].append(png_floor_rate(*floor_args, str(work / f"floor-{name}-{r}")))
+                rounds["written_w1"].append(written_rate(source, name, args.write_count, 1, work, cache))
+                rounds["floor_p2"].append(png_floor_parallel(*floor_args, work / f"floor2-{name}-{r}", 2))
+                rounds["written_w2"].append(written_rate(source, name, args.write_count, 2, work, cache))
+                shutil.rmtree(work / f"floor-{name}-{r}", ignore_errors=True)
+                shutil.rmtree(work / f"floor2-{name}-{r}", ignore_errors=True)
+            for key, values in rounds.items():
+                row[key] = sorted(values)[len(values) // 2]
+                row[key + "_all"] = [round(v, 1) for v in values]
             if not args.skip_rss:
                 for count in (int(c) for c in args.rss_counts.split(",")):
                     row[f"rss_{count}"] = peak_rss_mb(args.source, name, count, 2, work, cache)

@@ -57,8 +57,10 @@ class PoolPack:
         self.background_params = BackgroundParams(**meta["background"])
         self.entries = [PoolEntry(**e) for e in meta["entries"]]
         total = sum(e.height * e.width for e in self.entries)
-        self._pixels = np.memmap(self.folder / "pixels.u8", np.uint8, "r", shape=(max(total, 1) * 3,))
-        self._background = np.memmap(self.folder / "background.u8", np.uint8, "r", shape=(max(total, 1),))
+        # Plain ndarray views of the maps: slicing a np.memmap runs Python hooks on every view,
+        # which cost Mosaic (16 tiles per sample) a fifth of its time.
+        self._pixels = np.memmap(self.folder / "pixels.u8", np.uint8, "r", shape=(max(total, 1) * 3,)).view(np.ndarray)
+        self._background = np.memmap(self.folder / "background.u8", np.uint8, "r", shape=(max(total, 1),)).view(np.ndarray)
         self.by_class: list[np.ndarray] = [
             np.array([i for i, e in enumerate(self.entries) if e.tissue == c], np.int64) for c in range(self.num_classes)
         ]

@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import math
+
 import cv2
 import numpy as np
 
-from hisyngen.synthesis.base import Pool, Sample, Strategy, draw_entry, pad_reflect, random_window, source_mask
+from hisyngen.spec import IGNORE_INDEX
+from hisyngen.synthesis.base import Pool, Sample, Strategy, draw_entry, pad_reflect
 from hisyngen.synthesis.registry import register
 
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -26,69 +29,93 @@ def grid_edges(size: int, cells: int) -> list[int]:
     return [round(k * size / cells) for k in range(cells + 1)]
 
 
-def draw_tile(strategy: Strategy, pool: Pool, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray
-              ) -> tuple[int, tuple[int, int]]:
-    """Fill ``image``/``mask`` (views of one grid cell) with a random crop of a random pool image.
+def mask_table(tissue: int, policy: str) -> np.ndarray:
+    """A 256-entry lookup turning a 0/1 background tile into its mask (cv2.LUT: 2x faster than arithmetic)."""
+    key = (tissue, policy)
+    table = _MASK_TABLES.get(key)
+    if table is None:
+        table = np.full(256, tissue, np.uint8)
+        if policy == "ignore":
+            table[1] = IGNORE_INDEX
+        _MASK_TABLES[key] = table
+    return table
 
-    Redrawn while its background fraction exceeds ``strategy.max_background`` (bounded; the draw
-    with the least background wins when every try fails). Returns (entry, (y, x) of the crop).
-    """
-    height, width = mask.shape
-    best = None
-    for _ in range(strategy.max_redraws + 1):
-        entry = draw_entry(pool, rng)
-        source = pool.background(entry)
-        y, x = random_window(rng, source.shape[0], source.shape[1], height, width)
-        window = (slice(y, y + height), slice(x, x + width))
-        background = source[window]
-        fraction = np.count_nonzero(background) / background.size if background.size else 0.0
-        if best is None or fraction < best[0]:
-            best = (fraction, entry, window, (y, x))
-        if fraction <= strategy.max_background:
-            break
-    _, entry, window, corner = best  # type: ignore[misc]
-    crop = pool.image(entry)[window]
-    if crop.shape[:2] == (height, width):
-        image[...] = crop
-        source_mask(pool, entry, strategy.background_policy, window, out=mask)
-    else:  # a source smaller than the cell: pad with reflect-101
-        image[...] = pad_reflect(crop, height, width)
-        mask[...] = pad_reflect(source_mask(pool, entry, strategy.background_policy, window), height, width)
-    return entry, corner
+
+_MASK_TABLES: dict[tuple[int, str], np.ndarray] = {}
+
+
+def _draw_window(rng: np.random.Generator, pool: Pool, entry: int, height: int, width: int,
+                 u: tuple[float, float]) -> tuple[int, int]:
+    """Top-left corner of a (height, width) crop of ``entry`` from two uniform numbers."""
+    source_h, source_w = pool.image(entry).shape[:2]
+    return int(u[0] * (max(source_h - height, 0) + 1)), int(u[1] * (max(source_w - width, 0) + 1))
 
 
 def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size: int, cells: int
                   ) -> tuple[np.ndarray, np.ndarray, list[int], list[list[int]]]:
-    """An m x m grid of random crops: (image, mask, entries, [[y, x] of each crop])."""
+    """An m x m grid of random crops: (image, mask, entries, [[y, x] of each crop]).
+
+    Every tile's source and crop are drawn in one call; a tile whose background fraction exceeds
+    ``strategy.max_background`` is redrawn (bounded; the least-background draw wins when every
+    try fails).
+    """
     edges = grid_edges(size, cells)
+    cells_yx = [(r, c) for r in range(cells) for c in range(cells)]
+    entries = rng.integers(len(pool), size=len(cells_yx))
+    uniforms = rng.random((len(cells_yx), 2))
     image = np.empty((size, size, 3), np.uint8)
     mask = np.empty((size, size), np.uint8)
-    entries, corners = [], []
-    for row in range(cells):
-        for col in range(cells):
-            cell = (slice(edges[row], edges[row + 1]), slice(edges[col], edges[col + 1]))
-            entry, corner = draw_tile(strategy, pool, rng, image[cell], mask[cell])
-            entries.append(entry)
-            corners.append(list(corner))
-    return image, mask, entries, corners
+    chosen, corners = [], []
+    for k, (row, col) in enumerate(cells_yx):
+        y0, y1, x0, x1 = edges[row], edges[row + 1], edges[col], edges[col + 1]
+        height, width = y1 - y0, x1 - x0
+        entry = int(entries[k])
+        y, x = _draw_window(rng, pool, entry, height, width, (uniforms[k, 0], uniforms[k, 1]))
+        background = pool.background(entry)[y : y + height, x : x + width]
+        fraction = np.count_nonzero(background) / background.size if background.size else 0.0
+        if fraction > strategy.max_background:
+            best = (fraction, entry, y, x)
+            for _ in range(strategy.max_redraws):
+                entry = draw_entry(pool, rng)
+                y, x = _draw_window(rng, pool, entry, height, width, (rng.random(), rng.random()))
+                background = pool.background(entry)[y : y + height, x : x + width]
+                fraction = np.count_nonzero(background) / background.size if background.size else 0.0
+                if fraction < best[0]:
+                    best = (fraction, entry, y, x)
+                if fraction <= strategy.max_background:
+                    break
+            _, entry, y, x = best
+            background = pool.background(entry)[y : y + height, x : x + width]
+        crop = pool.image(entry)[y : y + height, x : x + width]
+        table = mask_table(pool.tissue(entry), strategy.background_policy)
+        if crop.shape[:2] == (height, width):
+            cv2.LUT(background.view(np.uint8), table, dst=mask[y0:y1, x0:x1])
+        else:  # a source smaller than the cell: pad with reflect-101
+            crop = pad_reflect(crop, height, width)
+            mask[y0:y1, x0:x1] = pad_reflect(table[background.view(np.uint8)], height, width)
+        image[y0:y1, x0:x1] = crop
+        chosen.append(entry)
+        corners.append([y, x])
+    return image, mask, chosen, corners
 
 
 def affine_matrix(size: int, flip: str, angle: float, scale: float, shift: tuple[float, float],
                   crop: tuple[int, int]) -> np.ndarray:
     """2x3 matrix mapping the gridded image to the quadrant: flip, then shift-scale-rotate about
-    the centre, then the crop offset (destination coordinates start at the crop's corner)."""
-    last = size - 1
-    flip_m = np.eye(3)
-    if flip in ("horizontal", "both"):
-        flip_m[0, 0], flip_m[0, 2] = -1.0, last
-    if flip in ("vertical", "both"):
-        flip_m[1, 1], flip_m[1, 2] = -1.0, last
-    centre = (last / 2.0, last / 2.0)
-    ssr = np.vstack([cv2.getRotationMatrix2D(centre, angle, scale), [0.0, 0.0, 1.0]])
-    ssr[0, 2] += shift[0] * size
-    ssr[1, 2] += shift[1] * size
-    crop_m = np.array([[1.0, 0.0, -crop[1]], [0.0, 1.0, -crop[0]], [0.0, 0.0, 1.0]])
-    return (crop_m @ ssr @ flip_m)[:2]
+    the centre (as cv2.getRotationMatrix2D), then the crop offset. Plain floats: numpy products of
+    3x3 matrices cost more than the warp of a small quadrant."""
+    last = size - 1.0
+    centre = last / 2.0
+    fx, tx = (-1.0, last) if flip in ("horizontal", "both") else (1.0, 0.0)
+    fy, ty = (-1.0, last) if flip in ("vertical", "both") else (1.0, 0.0)
+    theta = math.radians(angle)
+    a, b = scale * math.cos(theta), scale * math.sin(theta)
+    # rotation/scale about the centre, plus the shift
+    r0 = (1 - a) * centre - b * centre + shift[0] * size
+    r1 = b * centre + (1 - a) * centre + shift[1] * size
+    # compose with the flip (x -> fx*x + tx, y -> fy*y + ty) and subtract the crop corner
+    return np.array([[a * fx, b * fy, a * tx + b * ty + r0 - crop[1]],
+                     [-b * fx, a * fy, -b * tx + a * ty + r1 - crop[0]]])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,304 @@
+"""Does training on hisyngen output segment REAL tissue? A CPU ablation harness (issue 8).
+
+For a source with held-out pixel masks it builds corpora, exports one MMSeg dataset per variant,
+trains DeepLabV3+ (ResNet-18, no pretrained weights, ``mmseg_configs/cpu_deeplabv3plus_r18.py``)
+for a FIXED number of iterations through MMSegmentation's stock train.py, then evaluates per-class
+IoU, mIoU and fwIoU on the held-out masks (background excluded) and saves prediction overlays.
+
+Variants (same iterations, same 8 synthetic images per step, same seed):
+
+    onelabel        single-tissue patches as they are
+    cutmix          CutMix baseline
+    mosaic          Mosaic (unfiltered)
+    bezier          Bezier (unfiltered)
+    mosaic+bezier   both, unfiltered
+    filtered        both, filtered by their discriminators
+    full            filtered + real images with the consistency loss (8 real per step, L_reg)
+
+The synthetic-only variants train with L_seg + L_cls on synthetic images; ``full`` is the HisynSeg
+recipe. Results are appended to a JSON file; ``--render FILE`` prints the README table.
+
+    python tools/bench_quality.py --source ../shared/data/bcss-wsss-mini --name bcss-wsss-mini \\
+        --work /work/quality/bcss --iters 300 --results docs/quality.json
+    python tools/bench_quality.py --source ../shared/data/wsss4luad-mini --weak-from val --window 112 \\
+        --stride 56 --name wsss4luad-mini --work /work/quality/wsss --iters 300 --results docs/quality.json
+    python tools/bench_quality.py --render docs/quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS: dict[str, dict[str, Any]] = {
+    "onelabel": {"corpora": ["onelabel"], "real": False},
+    "cutmix": {"corpora": ["cutmix"], "real": False},
+    "mosaic": {"corpora": ["mosaic"], "real": False},
+    "bezier": {"corpora": ["bezier"], "real": False},
+    "mosaic+bezier": {"corpora": ["mosaic", "bezier"], "real": False},
+    "filtered": {"corpora": ["mosaic-filtered", "bezier-filtered"], "real": False},
+    "full": {"corpora": ["mosaic-filtered", "bezier-filtered"], "real": True},
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def prepare_source(args: argparse.Namespace, work: Path) -> Any:
+    """The training source (the given one, or weak patches cut from its annotated split)."""
+    from hisyngen.sources import open_source
+    from hisyngen.weak_patches import make_weak_patches
+
+    source = open_source(args.source)
+    if not args.weak_from:
+        return source
+    folder = work / "weak-source"
+    if not (folder / "weak_patches.json").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        summary = make_weak_patches(source, folder, split=args.weak_from, window=args.window, stride=args.stride,
+                                    min_fraction=args.min_fraction, holdout=args.holdout, seed=0)
+        log(f"weak patches: {summary['windows']} windows from {len(summary['cut_images'])} images, "
+            f"{len(summary['held_out_images'])} held out")
+    return open_source(folder)
+
+
+def eval_pairs(source: Any) -> list[Any]:
+    """Held-out image/mask records: val + test of the (training) source."""
+    pairs = source.val + source.test
+    if not pairs:
+        raise SystemExit("the source has no val/test masks to evaluate on")
+    return pairs
+
+
+def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work: Path) -> dict[str, Path]:
+    from hisyngen.corpus import Corpus, synthesize
+    from hisyngen.filtering.filter import filter_corpus
+    from hisyngen.filtering.train import TrainConfig, train_filter
+    from hisyngen.synthesis import make_strategy
+
+    params = {"size": args.size, "allow_missing_classes": True}
+    folders = {}
+    for name in sorted(needed):
+        out = work / "corpora" / name
+        folders[name] = out
+        if out.is_dir() and (out / "manifest.jsonl").is_file():
+            continue
+        strategy_name = name.replace("-filtered", "")
+        strategy = make_strategy(strategy_name, params, classes=source.spec.classes)
+        started = time.perf_counter()
+        if name.endswith("-filtered"):
+            disc = work / "discriminators" / strategy_name
+            if not (disc / "report.json").is_file():
+                train_filter(source, strategy, disc, TrainConfig(epochs=args.disc_epochs, image_size=args.disc_image_size,
+                                                                 seed=0), negatives=args.negatives,
+                             cache_dir=work / "cache", real_from=args.real_from)
+            filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
+                          max_attempts=args.count * 200)
+        else:
+            synthesize(source, strategy, out, args.count, seed=0, workers=args.workers, cache_dir=work / "cache")
+        log(f"corpus {name}: {len(Corpus(out))} samples in {time.perf_counter() - started:.0f}s")
+    return folders
+
+
+def export_variant(source: Any, variant: str, corpora: dict[str, Path], work: Path) -> Path:
+    from hisyngen.export import export_dataset
+
+    out = work / "exports" / variant.replace("+", "_")
+    if not (out / "metainfo.json").is_file():
+        export_dataset([corpora[c] for c in VARIANTS[variant]["corpora"]], source, "mmseg", out, overwrite=True)
+    return out
+
+
+# --- training and evaluation ------------------------------------------------------------------
+
+def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Namespace, seed: int,
+                  num_classes: int) -> list[str]:
+    from hisyngen.configs import data_root_options, mmseg_config_path, stock_tool
+
+    crop = args.crop
+    options = [*data_root_options(export), f"model.decode_head.num_classes={num_classes}",
+               f"train_cfg.max_iters={args.iters}", f"train_cfg.val_interval={args.iters + 1}",
+               f"default_hooks.checkpoint.interval={args.iters}", f"randomness.seed={seed}",
+               f"model.data_preprocessor.size=({crop},{crop})", f"train_dataloader.dataset.pipeline.2.size=({crop},{crop})"]
+    if VARIANTS[variant]["real"]:
+        options += [f"train_dataloader.batch_size={2 * args.synthetic_per_step}", "train_dataloader.batch_sampler.ratio=(1,1)"]
+    else:
+        options += [f"train_dataloader.batch_size={args.synthetic_per_step}", "train_dataloader.batch_sampler.ratio=(1,0)",
+                    "train_dataloader.dataset.real=False", "model.decode_head.loss_reg=None"]
+    return [sys.executable, str(stock_tool("train")), str(mmseg_config_path(args.config)), "--work-dir", str(run_dir),
+            "--cfg-options", *options]
+
+
+def evaluate(run_dir: Path, pairs: list[Any], spec: Any, slide: bool, overlays: int) -> dict[str, Any]:
+    """Per-class IoU / mIoU / fwIoU of the final checkpoint on ``pairs`` (background and 255 excluded)."""
+    import hisyngen.mmseg  # noqa: F401  (compat + registration)
+    from mmseg.apis import inference_model, init_model
+
+    from hisyngen.imageio import atomic_write_bytes, encode_rgb_png, read_mask, read_rgb
+    from hisyngen.mmseg.metrics import iou_scores
+    from hisyngen.preview import overlay
+
+    config = next(run_dir.glob("*.py"))
+    checkpoint = max(run_dir.glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+    model = init_model(str(config), str(checkpoint), device="cpu")
+    if slide:
+        model.test_cfg = dict(mode="slide", crop_size=(224, 224), stride=(112, 112))
+    c = spec.num_classes
+    confusion = np.zeros((c, c), np.int64)
+    for k, record in enumerate(pairs):
+        result = inference_model(model, str(record.path))
+        pred = result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
+        gt = read_mask(record.mask_path, spec).astype(np.int64)
+        valid = gt < c  # drops the background index and 255
+        confusion += np.bincount(gt[valid] * c + pred[valid], minlength=c * c).reshape(c, c)
+        if k < overlays:
+            image = read_rgb(record.path)
+            shown_gt = np.where(valid, gt, 255).astype(np.uint8)
+            shown_pred = np.where(valid, pred, 255).astype(np.uint8)
+            sheet = np.concatenate([image, overlay(image, shown_gt, spec), overlay(image, shown_pred, spec)], axis=1)
+            atomic_write_bytes(run_dir / f"prediction-{k}.png", encode_rgb_png(sheet))
+    intersect = np.diag(confusion)
+    scores = iou_scores(intersect, confusion.sum(0) + confusion.sum(1) - intersect, confusion.sum(1))
+    return {"mIoU": round(100 * scores["mIoU"], 2), "fwIoU": round(100 * scores["fwIoU"], 2),
+            "IoU": {name: round(100 * float(v), 2) for name, v in zip(spec.classes, scores["IoU"])},
+            "pixels": int(confusion.sum())}
+
+
+def run_all(args: argparse.Namespace) -> None:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    source = prepare_source(args, work)
+    pairs = eval_pairs(source)
+    variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    needed = {c for v in variants for c in VARIANTS[v]["corpora"]}
+    corpora = build_corpora(source, needed, args, work)
+    results_path = Path(args.results)
+    done = json.loads(results_path.read_text()) if results_path.is_file() else []
+    jobs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for variant in variants:
+            if any(r["dataset"] == args.name and r["variant"] == variant and r["seed"] == seed and r["iters"] == args.iters
+                   for r in done):
+                continue
+            jobs.append((variant, seed))
+    running: list[tuple[str, int, Path, subprocess.Popen, float]] = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    while jobs or running:
+        while jobs and len(running) < args.parallel:
+            variant, seed = jobs.pop(0)
+            export = export_variant(source, variant, corpora, work)
+            run_dir = work / "runs" / f"{variant.replace('+', '_')}-s{seed}-i{args.iters}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            argv = train_command(variant, export, run_dir, args, seed, source.spec.num_classes)
+            log(f"train {variant} seed {seed} ({args.iters} iterations)")
+            handle = open(run_dir / "train.log", "w")
+            running.append((variant, seed, run_dir, subprocess.Popen(argv, cwd=run_dir, env=env, stdout=handle,
+                                                                   stderr=subprocess.STDOUT), time.perf_counter()))
+        time.sleep(1.0)
+        for item in list(running):
+            variant, seed, run_dir, proc, started = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            seconds = time.perf_counter() - started
+            if proc.returncode != 0:
+                raise SystemExit(f"training {variant} failed; see {run_dir / 'train.log'}")
+            scores = evaluate(run_dir, pairs, source.spec, slide=args.slide, overlays=args.overlays)
+            record = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters,
+                      "synthetic_per_step": args.synthetic_per_step, "real_per_step": args.synthetic_per_step
+                      if VARIANTS[variant]["real"] else 0, "crop": args.crop, "count": args.count,
+                      "train_seconds": round(seconds, 1), "eval_images": len(pairs), **scores}
+            done = json.loads(results_path.read_text()) if results_path.is_file() else []
+            done.append(record)
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(done, indent=1) + "\n")
+            log(f"{variant} seed {seed}: mIoU {scores['mIoU']:.2f} fwIoU {scores['fwIoU']:.2f} ({seconds / 60:.1f} min)")
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def render(results_path: str) -> str:
+    records = json.loads(Path(results_path).read_text())
+    lines = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        rows = [r for r in records if r["dataset"] == dataset]
+        classes = list(rows[0]["IoU"])
+        first = rows[0]
+        lines += [f"**{dataset}** - {first['iters']} iterations x {first['synthetic_per_step']} synthetic images "
+                  f"(+{first['synthetic_per_step']} real for `full`), {first['crop']} px crops, {first['count']} samples "
+                  f"per corpus, evaluated on {first['eval_images']} held-out images ({first['pixels']:,} tissue pixels)",
+                  "", "| variant | seeds | mIoU | fwIoU | " + " | ".join(f"IoU {c}" for c in classes) + " | train time |",
+                  "|---|---|---|---|" + "---|" * len(classes) + "---|"]
+        for variant in VARIANTS:
+            runs = [r for r in rows if r["variant"] == variant]
+            if not runs:
+                continue
+
+            def stat(values: list[float]) -> str:
+                values = [v for v in values if v == v]
+                if not values:
+                    return "n/a"
+                return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+            cells = [stat([r["mIoU"] for r in runs]), stat([r["fwIoU"] for r in runs])]
+            cells += [stat([r["IoU"][c] for r in runs]) for c in classes]
+            minutes = np.mean([r["train_seconds"] for r in runs]) / 60
+            lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + f" | {minutes:.0f} min |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--render", metavar="RESULTS", help="print the README table of a results file and exit")
+    parser.add_argument("--source")
+    parser.add_argument("--name", help="dataset name in the results")
+    parser.add_argument("--work", help="working folder (corpora, exports, runs; reused between calls)")
+    parser.add_argument("--results", default=str(ROOT / "docs" / "quality.json"))
+    parser.add_argument("--variants", default="all")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--synthetic-per-step", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--count", type=int, default=1000, help="samples per corpus")
+    parser.add_argument("--size", type=int, default=224, help="synthetic image size")
+    parser.add_argument("--config", default="cpu_deeplabv3plus_r18")
+    parser.add_argument("--parallel", type=int, default=2, help="trainings at once (1 thread each)")
+    parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--disc-epochs", type=int, default=5)
+    parser.add_argument("--disc-image-size", type=int, default=224)
+    parser.add_argument("--negatives", type=int, default=1000)
+    parser.add_argument("--real-from", default="multi")
+    parser.add_argument("--weak-from", choices=["val", "test"], default=None,
+                        help="cut the training source from this annotated split (held-out images evaluate)")
+    parser.add_argument("--window", type=int, default=224)
+    parser.add_argument("--stride", type=int, default=112)
+    parser.add_argument("--min-fraction", type=float, default=0.05)
+    parser.add_argument("--holdout", type=float, default=0.5)
+    parser.add_argument("--slide", action="store_true", help="sliding-window evaluation (224 windows, stride 112)")
+    parser.add_argument("--overlays", type=int, default=3, help="prediction overlays saved per run")
+    args = parser.parse_args()
+    if args.render:
+        print(render(args.render))
+        return
+    if not (args.source and args.name and args.work):
+        parser.error("--source, --name and --work are required (or --render)")
+    run_all(args)
+
+
+if __name__ == "__main__":
+    main()
