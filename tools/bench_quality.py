@@ -94,6 +94,13 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
     for name in sorted(needed):
         out = work / "corpora" / name
         folders[name] = out
+        if name.endswith("-filtered") and args.filtered_from:
+            # reuse a `hisyngen build` (its filtered corpora and discriminators) instead of retraining
+            built = Path(args.filtered_from) / "corpora" / name.replace("-filtered", "")
+            if Corpus(built).config.filter is None or Corpus(built).config.count != args.count:
+                raise SystemExit(f"{built} is not a filtered corpus of {args.count} samples")
+            folders[name] = built
+            continue
         if out.is_dir() and (out / "manifest.jsonl").is_file():
             continue
         strategy_name = name.replace("-filtered", "")
@@ -283,6 +290,8 @@ def main() -> None:
     parser.add_argument("--disc-image-size", type=int, default=224)
     parser.add_argument("--negatives", type=int, default=1000)
     parser.add_argument("--real-from", default="multi")
+    parser.add_argument("--filtered-from", default=None, metavar="BUILD",
+                        help="take the filtered corpora from this `hisyngen build` folder (same --count)")
     parser.add_argument("--weak-from", choices=["val", "test"], default=None,
                         help="cut the training source from this annotated split (held-out images evaluate)")
     parser.add_argument("--window", type=int, default=224)

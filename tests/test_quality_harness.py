@@ -1,0 +1,42 @@
+"""The quality benchmark harness (tools/bench_quality.py) on a tiny source, so it cannot rot."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hisyngen.spec import get_spec
+
+from fixtures import write_benchmark
+
+pytestmark = pytest.mark.slow
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_quality.py"
+LABELS = [(1, 0, 0, 0)] * 4 + [(0, 1, 0, 0)] * 4 + [(0, 0, 1, 0)] * 3 + [(0, 0, 0, 1)] * 3 + [(1, 1, 0, 0)] * 8
+
+
+def test_smoke_variants_train_evaluate_and_render(tmp_path):
+    source = write_benchmark(tmp_path / "src", get_spec("bcss-wsss"), LABELS, style="run", n_val=2, n_test=1, size=64)
+    results = tmp_path / "quality.json"
+    argv = [sys.executable, str(TOOL), "--source", str(source), "--name", "tiny", "--work", str(tmp_path / "work"),
+            "--results", str(results), "--variants", "onelabel,full", "--iters", "2", "--count", "8", "--size", "64",
+            "--crop", "64", "--synthetic-per-step", "2", "--disc-epochs", "1", "--disc-image-size", "32",
+            "--negatives", "12", "--parallel", "1", "--workers", "1", "--overlays", "1"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    records = json.loads(results.read_text())
+    assert sorted(r["variant"] for r in records) == ["full", "onelabel"]
+    for record in records:
+        assert 0 <= record["mIoU"] <= 100 and 0 <= record["fwIoU"] <= 100
+        assert set(record["IoU"]) == {"TUM", "STR", "LYM", "NEC"}
+        assert record["eval_images"] == 3 and record["pixels"] > 0
+    full = next(r for r in records if r["variant"] == "full")
+    assert full["real_per_step"] == 2 and next(r for r in records if r["variant"] == "onelabel")["real_per_step"] == 0
+    assert list((tmp_path / "work" / "runs").glob("full-s0-i2/prediction-0.png"))
+    # a second call finds the results and trains nothing
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and len(json.loads(results.read_text())) == 2
+    table = subprocess.run([sys.executable, str(TOOL), "--render", str(results)], capture_output=True, text=True)
+    assert "| onelabel | 1 |" in table.stdout and "| full | 1 |" in table.stdout
