@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_bytes, atomic_write_text, encode_mask_png, encode_rgb_png
@@ -36,9 +35,10 @@ VERSION = 1
 CHUNK_SIZE = 64
 
 
-def sample_id(strategy: str, seed: int, index: int) -> str:
-    """File stem of a sample: unique across strategies and seeds, sortable by index."""
-    return f"{strategy}-s{seed}-{index:06d}"
+def sample_id(strategy: str, seed: int, index: int, stream: str = "corpus") -> str:
+    """File stem of a sample: unique across strategies, seeds and streams, sortable by index."""
+    prefix = strategy if stream == "corpus" else f"{strategy}-{stream}"
+    return f"{prefix}-s{seed}-{index:06d}"
 
 
 @dataclass
@@ -78,6 +78,17 @@ class CorpusConfig:
     def differences(self, other: "CorpusConfig") -> list[str]:
         mine, theirs = self.identity(), other.identity()
         return [f"{k}: {_short(mine[k])} vs {_short(theirs[k])}" for k in mine if mine[k] != theirs[k]]
+
+    @classmethod
+    def for_run(cls, source: Any, strategy: Any, seed: int, count: int, shard: tuple[int, int] | None = None,
+                filter: dict[str, Any] | None = None) -> "CorpusConfig":
+        """The configuration of generating ``count`` samples of ``strategy`` from ``source``."""
+        singles = [r for r in source.train if r.is_single_tissue]
+        return cls(strategy=strategy.name, params=strategy.params(), seed=seed, count=count,
+                   spec=source.spec.to_dict(),
+                   source={"root": str(Path(source.root).resolve()),
+                           "fingerprint": source.fingerprint(singles, with_mtime=False)},
+                   shard=None if shard is None else {"index": shard[0], "count": shard[1]}, filter=filter)
 
     def index_range(self) -> range:
         """The sample indices this folder is responsible for (its shard, or all)."""
@@ -131,12 +142,13 @@ class Corpus:
         return self.folder / "masks" / f"{row['id']}.png"
 
 
-def sample_row(sample: Any, *, strategy: str, seed: int, index: int, source_ids: list[str], num_classes: int) -> dict[str, Any]:
+def sample_row(sample: Any, *, strategy: str, seed: int, index: int, source_ids: list[str], num_classes: int,
+               stream: str = "corpus") -> dict[str, Any]:
     """The manifest row of a generated sample (docs/formats.md)."""
     counts = sample.class_pixels(num_classes)
     total = float(sample.mask.size)
     return {
-        "id": sample_id(strategy, seed, index),
+        "id": sample_id(strategy, seed, index, stream),
         "index": index,
         "strategy": strategy,
         "seed": seed,
@@ -181,13 +193,18 @@ def prepare_output(out: Path, config: CorpusConfig) -> bool:
             diffs.append(f"shard: {existing.shard} vs {config.shard}")
         if diffs:
             raise HisynError(f"{out} holds a different corpus ({'; '.join(diffs)}); choose another --out or delete it")
-        return (out / "manifest.jsonl").is_file()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        complete = (out / "manifest.jsonl").is_file()
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HisynError(f"{out} exists and is not an empty folder or a hisyngen corpus; choose another --out")
-    for sub in ("images", "masks", "parts"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
-    return False
+    else:
+        # The identity file comes first: a run killed right after it still resumes.
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+        complete = False
+    if not complete:
+        for sub in ("images", "masks", "parts"):
+            (out / sub).mkdir(exist_ok=True)
+    return complete
 
 
 def remove_temporaries(out: Path) -> None:
@@ -233,14 +250,12 @@ class SampleWriter:
     """Generates and writes chunks of one corpus; lives in each worker process (or in-process)."""
 
     def __init__(self, out: str, pack_folder: str, strategy_name: str, params: dict[str, Any], seed: int,
-                 spec: dict[str, Any]) -> None:
-        import cv2
-
+                 spec: dict[str, Any], stream: str = "corpus") -> None:
         from hisyngen.sources.pools import PoolPack
         from hisyngen.synthesis import make_strategy
 
-        cv2.setNumThreads(1)  # parallelism comes from worker processes
         self.out = Path(out)
+        self.stream = stream
         self.pool = PoolPack(Path(pack_folder))
         self.strategy = make_strategy(strategy_name, params)
         self.seed = seed
@@ -251,9 +266,9 @@ class SampleWriter:
     def generate(self, index: int):
         from hisyngen.synthesis import sample_rng
 
-        sample = self.strategy.generate(self.pool, sample_rng(self.seed, self.strategy.name, index))
+        sample = self.strategy.generate(self.pool, sample_rng(self.seed, self.strategy.name, index, self.stream))
         row = sample_row(sample, strategy=self.strategy.name, seed=self.seed, index=index,
-                         source_ids=self.source_ids, num_classes=self.spec.num_classes)
+                         source_ids=self.source_ids, num_classes=self.spec.num_classes, stream=self.stream)
         return sample, row
 
     def write_sample(self, sample: Any, row: dict[str, Any]) -> None:
@@ -273,14 +288,26 @@ class SampleWriter:
 _WORKER: SampleWriter | None = None
 
 
+def init_worker_process() -> None:
+    """Settings of a generation worker process: parallelism comes from the processes themselves."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _init_worker(*args: Any) -> None:
     global _WORKER
+    init_worker_process()
     _WORKER = SampleWriter(*args)
 
 
 def _worker_write_chunk(chunk: tuple[int, int]) -> int:
     assert _WORKER is not None
     return _WORKER.write_chunk(chunk)
+
+
+WORKER_DIED = ("a worker process died (killed, or out of memory); the finished work is kept: "
+               "rerun the same command to resume")
 
 
 def run_chunks(
@@ -296,12 +323,21 @@ def run_chunks(
             on_done(writer.write_chunk(chunk))
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn: safe with torch/OpenMP already initialised in the parent (fork is not), same on every OS.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=writer_args) as pool:
-        for done in pool.imap_unordered(_worker_write_chunk, chunks):
-            on_done(done)
+    # ProcessPoolExecutor, unlike multiprocessing.Pool, reports a dead worker instead of hanging.
+    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=writer_args)
+    try:
+        futures = [pool.submit(_worker_write_chunk, chunk) for chunk in chunks]
+        for future in as_completed(futures):
+            on_done(future.result())
+    except BrokenProcessPool:
+        raise HisynError(WORKER_DIED) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -344,23 +380,19 @@ def synthesize(
         raise HisynError(f"--seed must be >= 0, got {seed}")
     out = Path(out)
     started = time.perf_counter()
-    pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
-    strategy.check_pool(pack, source.spec.classes)
-    singles = [r for r in source.train if r.is_single_tissue]
-    config = CorpusConfig(
-        strategy=strategy.name, params=strategy.params(), seed=seed, count=count, spec=source.spec.to_dict(),
-        source={"root": str(Path(source.root).resolve()), "fingerprint": source.fingerprint(singles, with_mtime=False)},
-        shard=None if shard is None else {"index": shard[0], "count": shard[1]},
-    )
+    config = CorpusConfig.for_run(source, strategy, seed, count, shard=shard)
     indices = config.index_range()
-    complete = prepare_output(out, config)
     chunks = chunk_ranges(indices)
     summary = SynthSummary(out=str(out), strategy=strategy.name, count=count, indices=list(indices[:1]) + list(indices[-1:]),
-                           generated=0, resumed=0, seconds=0.0, complete=True, problems=[str(p) for p in problems])
-    if complete:
+                           generated=0, resumed=0, seconds=0.0, complete=True)
+    if (out / "corpus.json").is_file() and prepare_output(out, config):  # finished earlier: no pool needed
         summary.resumed = len(indices)
         summary.seconds = time.perf_counter() - started
         return summary
+    pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
+    summary.problems = [str(p) for p in problems]
+    strategy.check_pool(pack, source.spec.classes)
+    prepare_output(out, config)
     remove_temporaries(out)
     pending = [c for c in chunks if not part_path(out, *c).is_file()]
     summary.resumed = sum(stop - start for start, stop in chunks) - sum(stop - start for start, stop in pending)
@@ -428,11 +460,3 @@ def merge_corpora(shards: list[str | Path], out: str | Path, progress: bool = Fa
         os.replace(rows_out, out / "manifest.jsonl")
     shutil.rmtree(out / "parts", ignore_errors=True)
     return {"out": str(out), "count": merged.count, "shards": n, "copied": copied}
-
-
-def label_histogram(corpus: Corpus) -> dict[str, int]:
-    """Samples per class (a class counts when present in the mask)."""
-    totals = np.zeros(corpus.spec.num_classes, np.int64)
-    for row in corpus.rows():
-        totals += np.asarray(row["labels"], np.int64)
-    return {name: int(v) for name, v in zip(corpus.spec.classes, totals)}

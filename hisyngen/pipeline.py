@@ -12,8 +12,10 @@ stages resume from their own chunk files, exports are renamed into place whole):
     push                       the Hub                                            (push_to_hub)
 
 A rerun skips finished stages and continues an interrupted one, so a run killed at any point ends
-with the same corpora, models and exports as an uninterrupted run (reports carry timings). The
-resolved configuration is stored in ``OUT/build.yaml``; a rerun with other settings is refused.
+with the same corpora, models and exports as an uninterrupted run (reports carry timings), on CPU:
+CUDA training of the discriminators is not bit-reproducible, so a discriminator stage interrupted
+on a GPU retrains to slightly different weights. The resolved configuration is stored in
+``OUT/build.yaml``; a rerun with other settings is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import json
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
@@ -81,7 +85,8 @@ def paper_epochs(dataset: str, strategy: str) -> int:
 
 
 def merge_config(base: dict[str, Any], override: dict[str, Any], where: str = "config") -> dict[str, Any]:
-    """``base`` updated by ``override`` recursively; unknown keys are refused (typos)."""
+    """``base`` updated by ``override`` recursively; unknown keys and values of the wrong type
+    (judged against :data:`DEFAULTS`) are refused."""
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         if key not in out:
@@ -91,8 +96,42 @@ def merge_config(base: dict[str, Any], override: dict[str, Any], where: str = "c
                 raise HisynError(f"{where}: {key} must be a mapping")
             out[key] = merge_config(out[key], value, f"{where}.{key}")
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _checked(f"{where}.{key}", _default_of(where, key, out[key]), value)
     return out
+
+
+def _default_of(where: str, key: str, current: Any) -> Any:
+    """The DEFAULTS value of ``where.key`` (its type judges an override)."""
+    node: Any = DEFAULTS
+    for part in [*where.split(".")[1:], key]:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if node is not None else current
+
+
+_NUMERIC_OR_NONE = {"count", "max_attempts", "workers", "epochs"}
+
+
+def _checked(name: str, default: Any, value: Any) -> Any:
+    """``value`` if its type suits the setting ``name`` whose default is ``default``."""
+    key = name.rsplit(".", 1)[-1]
+    if value is None:
+        return None
+    if key in _NUMERIC_OR_NONE:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) or (key == "strategies" and isinstance(value, str))
+    elif default is None or isinstance(default, str):
+        ok = isinstance(value, str) or key == "params"
+    else:
+        ok = True
+    if not ok:
+        expected = "an integer (or null for the default)" if key in _NUMERIC_OR_NONE else f"a value like {default!r}"
+        raise HisynError(f"{name}: {value!r} is not valid; expected {expected}")
+    return copy.deepcopy(value)
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +181,14 @@ def train_commands(dataset: str, export_dir: Path, num_classes: int) -> tuple[st
     return hisyngen, stock
 
 
+class _PoolCounts:
+    """Class sizes of the single-tissue pools, enough for ``Strategy.check_pool``."""
+
+    def __init__(self, by_class: list[Any]) -> None:
+        self.by_class = by_class
+        self.num_classes = len(by_class)
+
+
 class Build:
     """One build folder: its configuration, stage markers and the stage runner."""
 
@@ -157,9 +204,11 @@ class Build:
         self.log = log
         self.source = open_source(source_root, dataset=config["dataset"], spec=config["spec"])
         self.dataset = self.source.spec.name
-        self.count = int(config["count"] or paper_count(self.dataset))
+        self.count = paper_count(self.dataset) if config["count"] is None else int(config["count"])
         if self.count < 1:
             raise HisynError(f"count must be >= 1, got {self.count}")
+        if int(config["seed"]) < 0:
+            raise HisynError(f"seed must be >= 0, got {config['seed']}")
         strategies = config["strategies"]
         if isinstance(strategies, str):
             strategies = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -186,6 +235,13 @@ class Build:
                   **(synthesis["params"] or {}).get(name, {})}
         return make_strategy(name, params, classes=self.source.spec.classes)
 
+    def check_pools(self) -> None:
+        """Refuse, before writing anything, a source whose single-tissue pools cannot serve a strategy."""
+        pools = self.source.single_tissue_pools()
+        counts = _PoolCounts([np.arange(len(pools[c])) for c in range(self.source.spec.num_classes)])
+        for strategy in self.strategy_objects.values():
+            strategy.check_pool(counts, self.source.spec.classes)
+
     def prepare(self) -> None:
         """Create OUT (or check that it holds this build) and store the configuration."""
         import yaml
@@ -202,10 +258,11 @@ class Build:
             return
         if self.out.exists() and any(self.out.iterdir()):
             raise HisynError(f"{self.out} exists and is not a hisyngen build folder; choose another --out")
-        (self.out / ".stages").mkdir(parents=True, exist_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)  # build.yaml first: a build killed right after resumes
         atomic_write_text(stored, yaml.safe_dump(identity, sort_keys=True))
 
     def marker(self, stage: str) -> Path:
+        (self.out / ".stages").mkdir(exist_ok=True)
         return self.out / ".stages" / f"{stage}.json"
 
     def done(self, stage: str) -> dict[str, Any] | None:
@@ -231,16 +288,15 @@ class Build:
 
         report = inspect_source(self.source, progress=self.progress)
         atomic_write_text(self.out / "inspect.json", json.dumps(report, indent=2) + "\n")
-        fatal = [w for w in report["warnings"] if w["kind"] == "small-pool" and "no single-tissue" in w["message"]]
         return {"images": report["images"], "single_tissue": report["single_tissue"],
-                "multi_tissue": report["multi_tissue"], "warnings": len(report["warnings"]),
-                "blocking": [w["message"] for w in fatal]}
+                "multi_tissue": report["multi_tissue"], "warnings": len(report["warnings"])}
 
     def stage_discriminator(self, name: str) -> dict[str, Any]:
         from hisyngen.filtering.train import TrainConfig, train_filter
 
         d = self.config["discriminator"]
-        config = TrainConfig(epochs=int(d["epochs"] or paper_epochs(self.dataset, name)), batch_size=d["batch_size"],
+        epochs = paper_epochs(self.dataset, name) if d["epochs"] is None else int(d["epochs"])
+        config = TrainConfig(epochs=epochs, batch_size=d["batch_size"],
                              lr=d["lr"], val_fraction=d["val_fraction"], image_size=d["image_size"],
                              seed=self.config["seed"], num_workers=d["num_workers"], device=self.config["device"],
                              min_steps_per_epoch=d["min_steps_per_epoch"])
@@ -312,6 +368,7 @@ class Build:
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
+        self.check_pools()
         self.prepare()
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [("inspect", self.stage_inspect)]
         for name in self.strategies:
@@ -328,8 +385,6 @@ class Build:
         results = {}
         for number, (stage, work) in enumerate(plan, start=1):
             results[stage] = self.run_stage(number, len(plan), stage, work)
-            if stage == "inspect" and results[stage]["blocking"] and not self.config["synthesis"]["allow_missing_classes"]:
-                raise HisynError("; ".join(results[stage]["blocking"]) + " (set synthesis.allow_missing_classes)")
         summary = self.summary(results, time.perf_counter() - started)
         atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary

@@ -22,10 +22,11 @@ IGNORE_INDEX = 255
 BACKGROUND_COLOUR = (255, 255, 255)
 
 LABEL_FORMATS = ("bracket", "folder", "manifest")
-LABEL_STYLES = ("commas", "digits", "spaces")
-"""How a bracket label is written in a file name: ``-[1, 0, 0]``, ``+N[0101]``, ``-[1 0 0 1]``."""
 """How image-level labels are stored: ``[..]`` in the file name, class-named folders or file-name
 prefixes (single-label), or a CSV/JSONL manifest."""
+
+LABEL_STYLES = ("commas", "digits", "spaces")
+"""How a bracket label is written in a file name: ``-[1, 0, 0]``, ``+N[0101]``, ``-[1 0 0 1]``."""
 
 SPLITS = ("train", "val", "test")
 
@@ -113,11 +114,18 @@ class DatasetSpec:
         if not isinstance(classes, Sequence) or isinstance(classes, str) or not classes:
             raise HisynError(f"{origin}: 'classes' must be a non-empty list of names")
         classes = tuple(str(c) for c in classes)
-        background_index = int(data.get("background_index", len(classes)))
+        try:
+            background_index = int(data.get("background_index", len(classes)))
+            ignore_index = int(data.get("ignore_index", IGNORE_INDEX))
+        except (TypeError, ValueError):
+            raise HisynError(f"{origin}: background_index and ignore_index must be integers") from None
         palette = data.get("palette")
         if palette is None:
             palette = default_palette(len(classes))
-        palette = [tuple(int(v) for v in c) for c in palette]
+        try:
+            palette = [tuple(int(v) for v in c) for c in palette]
+        except (TypeError, ValueError):
+            raise HisynError(f"{origin}: 'palette' must be a list of [R, G, B] integer triples") from None
         if len(palette) == len(classes):
             palette.append(BACKGROUND_COLOUR)
         split_dirs = data.get("split_dirs")
@@ -137,7 +145,7 @@ class DatasetSpec:
             classes=classes,
             palette=tuple(palette),  # type: ignore[arg-type]
             background_index=background_index,
-            ignore_index=int(data.get("ignore_index", IGNORE_INDEX)),
+            ignore_index=ignore_index,
             **kwargs,
         )
 

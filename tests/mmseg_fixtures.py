@@ -1,9 +1,9 @@
-"""A tiny MMSeg export (docs/formats.md, "MMSegmentation export") for the hisyngen.mmseg tests.
+"""MMSeg exports (docs/formats.md, "MMSegmentation export") for the hisyngen.mmseg tests.
 
-Only this module knows how the export is made. Unit tests take ``tiny_export`` (exact content
-known); the end-to-end tests take ``mmseg_export`` and only rely on the layout, so pointing that
-fixture at a real ``hisyngen export`` of ``bcss-wsss-mini`` changes nothing else. Import the
-fixtures into the test module.
+Unit tests take ``tiny_export`` (hand-written, exact content known); the end-to-end tests take
+``mmseg_export``, a real ``hisyngen export`` of Mosaic + Bezier corpora from ``bcss-wsss-mini``
+(or from a generated BCSS-layout source when ../shared/data is absent). Import the fixtures into
+the test module.
 
 Layout written (BCSS-WSSS classes and palette):
   4 synthetic 64x64 images (two tissues each + a white 255 corner), 4 real train images of
@@ -105,8 +105,29 @@ def tiny_export(tmp_path_factory) -> Path:
     return write_tiny_export(tmp_path_factory.mktemp("tiny-export") / "export")
 
 
+SHARED_BCSS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bcss-wsss-mini"
+
+
 @pytest.fixture(scope="session")
 def mmseg_export(tmp_path_factory) -> Path:
-    """The export the end-to-end tests train on; they only assume the docs/formats.md layout, so
-    this may become a real ``hisyngen export`` of bcss-wsss-mini. Read-only: copy before writing."""
-    return write_tiny_export(tmp_path_factory.mktemp("mmseg-export") / "export")
+    """A real ``hisyngen export --format mmseg`` of 16 Mosaic + 16 Bezier samples (64 px) with the
+    real train/val/test images of bcss-wsss-mini (a generated source without ../shared/data).
+    Read-only: copy before writing."""
+    from fixtures import write_benchmark
+    from hisyngen.corpus import synthesize
+    from hisyngen.export import export_dataset
+    from hisyngen.sources import open_source
+    from hisyngen.synthesis import make_strategy
+
+    base = tmp_path_factory.mktemp("mmseg-export")
+    if SHARED_BCSS.is_dir():
+        source = open_source(SHARED_BCSS)
+    else:
+        labels = [(1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1)] * 2 + [(1, 1, 0, 0), (0, 1, 1, 1)] * 2
+        source = open_source(write_benchmark(base / "src", BCSS_WSSS, labels, style="run", n_val=2, n_test=2, size=64))
+    corpora = []
+    for name in ("mosaic", "bezier"):
+        synthesize(source, make_strategy(name, {"size": 64}), base / name, 16, seed=0)
+        corpora.append(base / name)
+    export_dataset(corpora, source, "mmseg", base / "export")
+    return base / "export"

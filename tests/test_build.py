@@ -152,6 +152,12 @@ def test_config_merging_and_errors(source_root, tmp_path):
         merge_config(DEFAULTS, {"discriminator": {"epoch": 2}})
     with pytest.raises(HisynError, match="unknown setting 'strategy'"):
         load_config(None, {"strategy": "mosaic"})
+    for bad, message in (({"count": "abc"}, "count: 'abc' is not valid"), ({"threshold": "x"}, "threshold"),
+                         ({"filter": "yes"}, "filter"), ({"discriminator": {"epochs": 1.5}}, "epochs")):
+        with pytest.raises(HisynError, match=message):
+            load_config(None, bad)
+    with pytest.raises(HisynError, match="count must be >= 1"):
+        Build(source_root, tmp_path / "x", load_config(None, {"count": 0}), log=lambda m: None)
     bad = tmp_path / "bad.yaml"
     bad.write_text("count: [1, 2\n")
     with pytest.raises(HisynError, match="not valid YAML"):
@@ -179,3 +185,17 @@ def test_print_config_round_trips():
     result = CliRunner().invoke(cli, ["build", "--print-config"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.output) == DEFAULTS
+
+
+def test_an_empty_class_is_refused_before_anything_is_written(tmp_path):
+    labels = [(1, 0, 0, 0)] * 3 + [(0, 1, 0, 0)] * 3 + [(1, 1, 0, 0)] * 6  # no LYM, no NEC single-tissue image
+    root = write_benchmark(tmp_path / "src", get_spec("bcss-wsss"), labels, style="run", n_val=1, n_test=1, size=48)
+    settings = {**TINY, "filter": False, "strategies": ["mosaic"], "realism": {"enabled": False},
+                "export": {"formats": ["mmseg"]}}
+    with pytest.raises(HisynError, match="class LYM, NEC has no single-tissue"):
+        Build(root, tmp_path / "b", load_config(None, settings), log=lambda m: None, progress=False).run()
+    assert not (tmp_path / "b").exists()
+    # the setting the message names now works in the same folder
+    allowed = merge_config(load_config(None, settings), {"synthesis": {"allow_missing_classes": True}})
+    summary = Build(root, tmp_path / "b", allowed, log=lambda m: None, progress=False).run()
+    assert summary["strategies"]["mosaic"]["kept"] == 6

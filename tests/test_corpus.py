@@ -176,3 +176,32 @@ def test_real_bcss_mini_corpora(shared_data, tmp_path):
         assert summary.complete and len(Corpus(tmp_path / name)) == 40
         for row in Corpus(tmp_path / name).rows():
             assert set(np.unique(read_mask(tmp_path / name / "masks" / f"{row['id']}.png")).tolist()) <= {0, 1, 2, 3, 255}
+
+
+def test_a_run_killed_right_after_its_corpus_json_resumes(source, tmp_path):
+    strategy = make_strategy("onelabel", {"size": 32})
+    synthesize(source, strategy, tmp_path / "ref", 10, seed=0)
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "corpus.json").write_bytes((tmp_path / "ref" / "corpus.json").read_bytes())  # nothing else yet
+    synthesize(source, strategy, out, 10, seed=0)
+    assert tree(out) == tree(tmp_path / "ref")
+
+
+def test_cli_user_errors_are_one_line(source, tmp_path):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("classes: [a, b]\npalette: [red, green]\n")
+    cases = [
+        (["synth", str(source.root), "-s", "mosaic", "-o", str(tmp_path / "x"), "-p", "anchor=0.3"], "anchor needs 2"),
+        (["synth", str(source.root), "-s", "bezier", "-o", str(tmp_path / "x"), "-p", "pairs="], "pairs is empty"),
+        (["filter-train", str(source.root), "-s", "mosaic", "-o", str(tmp_path / "d"), "--seed", "-1"], "seed must be >= 0"),
+        (["filter-train", str(source.root), "-s", "mosaic", "-o", str(tmp_path / "d"), "--device", "tpu"], "not a device"),
+        (["inspect", str(source.root), "--spec", str(spec)], "palette"),
+    ]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "hisyngen", *args], capture_output=True, text=True)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.startswith("error:") and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -104,13 +104,14 @@ def test_filter_keeps_only_confident_samples_deterministically(source, tmp_path)
     config = Corpus(tmp_path / "a").config
     assert config.filter["stats"]["attempted"] == indices[-1] + 1 and config.filter["threshold"] == 0.5
     assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == sorted(f"{r['id']}.png" for r in runs[0])
-    # the kept samples are byte-identical to the same indices of an unfiltered corpus
+    # candidates are FRESH: their own random stream, never the samples of a corpus with that seed
+    # (which a discriminator may have been trained on with --negatives-from)
     from hisyngen.corpus import synthesize
 
     synthesize(source, strategy, tmp_path / "plain", indices[-1] + 1, seed=1)
-    for row in runs[0]:
-        assert (tmp_path / "a" / "images" / f"{row['id']}.png").read_bytes() == (
-            tmp_path / "plain" / "images" / f"{row['id']}.png").read_bytes()
+    plain = {p.read_bytes() for p in (tmp_path / "plain" / "images").iterdir()}
+    assert all(r["id"].startswith("mosaic-filter-s1-") for r in runs[0])
+    assert not plain & {(tmp_path / "a" / "images" / f"{r['id']}.png").read_bytes() for r in runs[0]}
 
 
 def test_filter_resumes_an_interrupted_run(source, tmp_path):
@@ -149,6 +150,15 @@ def test_filter_stops_at_the_attempt_guard_with_the_rate(source, tmp_path):
     assert not (tmp_path / "c" / "manifest.jsonl").exists()
 
 
+def test_filter_refuses_a_model_trained_with_other_parameters(source, tmp_path):
+    model = tmp_path / "m.pt"
+    save_discriminator(model, seeded_model(0), {"strategy": "bezier", "classes": list(source.spec.classes),
+                                                "image_size": 32, "heldout": {},
+                                                "strategy_params": make_strategy("bezier", {"points": 12}).params()})
+    with pytest.raises(HisynError, match=r"other parameters \(points=12 there, 5 here\)"):
+        filter_corpus(source, make_strategy("bezier"), model, tmp_path / "c", count=4)
+
+
 def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):
     mosaic = make_strategy("mosaic", {"size": 48})
     other = random_model(tmp_path / "bezier.pt", "bezier", source.spec.classes)
@@ -161,6 +171,10 @@ def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):
     for threshold in (0.0, 1.0, 1.5):
         with pytest.raises(HisynError, match=r"threshold must be in \(0, 1\)"):
             filter_corpus(source, mosaic, good, tmp_path / "c", count=4, threshold=threshold)
+    with pytest.raises(HisynError, match="seed must be >= 0"):
+        filter_corpus(source, mosaic, good, tmp_path / "c", count=4, seed=-1)
+    with pytest.raises(HisynError, match="is not a device"):
+        filter_corpus(source, mosaic, good, tmp_path / "c", count=4, device="tpu9")
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(HisynError, match="not a readable discriminator"):
         load_discriminator(tmp_path / "junk.pt")

@@ -138,7 +138,7 @@ def test_bezier_masks_are_closed_filled_and_plausible():
         holes = ndimage.binary_fill_holes(inside) & ~inside
         assert not holes.any()  # filled
         fractions.append(inside.mean())
-    assert 0.25 < np.mean(fractions) < 0.38  # SPEC: n=5 gives a mean near 0.3
+    assert 0.25 < np.mean(fractions) < 0.38  # issue 3: "n=5: mean ~0.3"
 
 
 def test_bezier_uses_two_different_classes_and_respects_pairs():
@@ -185,3 +185,57 @@ def test_pools_that_cannot_serve_a_strategy_are_refused():
             flat_pool([2, 2, 0]), classes)
     with pytest.raises(HisynError, match="unknown class 'FAT'"):
         make_strategy("bezier", {"pairs": "FAT:TUM"}, classes)
+
+
+@pytest.mark.parametrize("flip", ["none", "horizontal", "vertical", "both"])
+def test_folded_warp_equals_flip_then_rotate_then_crop(flip):
+    """The one-warp quadrant equals the spec's steps done one by one on the whole gridded image."""
+    import cv2
+
+    from hisyngen.synthesis.mosaic import affine_matrix
+
+    rng = np.random.default_rng(1)
+    size = 96
+    image = cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (0, 0), 2)  # smooth: robust to rounding
+    angle, scale, shift, crop, quadrant = 23.0, 1.1, (0.04, -0.03), (17, 29), (40, 50)
+    flipped = {"none": image, "horizontal": image[:, ::-1], "vertical": image[::-1],
+               "both": image[::-1, ::-1]}[flip]
+    rotation = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), angle, scale)
+    rotation[:, 2] += np.array(shift) * size
+    whole = cv2.warpAffine(np.ascontiguousarray(flipped), rotation, (size, size), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT_101)
+    expected = whole[crop[0]:crop[0] + quadrant[0], crop[1]:crop[1] + quadrant[1]]
+    folded = cv2.warpAffine(image, affine_matrix(size, flip, angle, scale, shift, crop), (quadrant[1], quadrant[0]),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    assert np.abs(folded.astype(int) - expected.astype(int)).max() <= 1  # fixed-point rounding only
+
+
+def test_small_sources_are_padded_with_reflect_101():
+    import cv2
+
+    from pools import MemoryPool
+
+    gradient = np.repeat(np.arange(40, dtype=np.uint8)[None, :, None] * 6, 30, axis=0).repeat(3, axis=2)
+    pool = MemoryPool([gradient], [0], 1)
+    strategy = make_strategy("gridded", {"size": 64, "grid": 1, "allow_missing_classes": True})
+    sample = strategy.generate(pool, sample_rng(0, "gridded", 0))
+    expected = cv2.copyMakeBorder(gradient, 0, 64 - 30, 0, 64 - 40, cv2.BORDER_REFLECT_101)
+    assert np.array_equal(sample.image, expected)
+
+
+def test_cli_strategy_list_matches_the_registry():
+    from hisyngen.cli.synth import STRATEGY_NAMES
+    from hisyngen.synthesis import strategy_names
+
+    assert sorted(STRATEGY_NAMES) == sorted(strategy_names())
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"anchor": "0.3"}, "anchor needs 2 comma-separated values"),
+    ({"scale": "1.0"}, "scale needs 2 comma-separated values"),
+    ({"pairs": ""}, "pairs is empty"),
+])
+def test_malformed_parameters_are_refused(params, message):
+    name = "bezier" if "pairs" in params else "mosaic"
+    with pytest.raises(HisynError, match=message):
+        make_strategy(name, params, classes=("a", "b"))

@@ -53,8 +53,3 @@ def open_source_from_options(root: str, dataset: str | None, spec_file: str | No
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
-
-
-def show_progress(quiet: bool) -> bool:
-    """Progress bars go to stderr, and only when it is a terminal or not silenced."""
-    return not quiet

@@ -77,7 +77,8 @@ def train(config: str, data_root: str | None, gpus: int, no_pretrained: bool, ep
     """Train with MMSegmentation's stock tools/train.py.
 
     CONFIG is a config file or a packaged config name: bcss-wsss, luad-histoseg, wsss4luad,
-    bcss-wsss_stage2, luad-histoseg_stage2, smoke. Other options go to tools/train.py.
+    bcss-wsss_stage2, luad-histoseg_stage2, smoke (tiny CPU), cpu (ResNet-18 for CPU experiments).
+    Other options go to tools/train.py.
 
     \b
     Example:
@@ -142,14 +143,13 @@ def pseudo_label(config: str, checkpoint: str, export_dir: str, device: str | No
       hisyngen pseudo-label bcss-wsss runs/bcss/best_mIoU_iter_11250.pth --source out/bcss-mmseg
       hisyngen train bcss-wsss_stage2 --data-root out/bcss-mmseg
     """
-    from hisyngen.cli.common import show_progress
     from hisyngen.configs import mmseg_config_path
 
     path = mmseg_config_path(config)
     from hisyngen.mmseg.pseudo_label import pseudo_label as run_pseudo_label  # applies compat, registers
 
     progress = None
-    if show_progress(quiet):
+    if not quiet:
         from tqdm import tqdm
 
         def progress(items: Iterable[str]) -> Iterable[str]:

@@ -282,6 +282,17 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path]) -> None:
         raise HisynError(f"{out} is not a hisyngen export; refusing to replace it with --overwrite (delete it yourself)")
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def staged_output(out: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``out`` to build into; on success it becomes ``out``.
@@ -290,14 +301,18 @@ def staged_output(out: Path) -> Iterator[Path]:
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in (*out.parent.glob(f".{out.name}.*.partial"), *out.parent.glob(f".{out.name}.*.old")):
-        shutil.rmtree(stale, ignore_errors=True)  # left behind by an export that was killed
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        # Left behind by an export that was killed; the owner's pid is in the name, so a concurrent
+        # export to the same place (still running) keeps its folder.
+        owner = stale.name[len(out.name) + 2:].split(".", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".partial", dir=out.parent))
     try:
         yield stage
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".old", dir=out.parent))
             os.replace(out, old)  # replacing a folder by an empty one is atomic on POSIX
             try:
                 os.replace(stage, out)

@@ -106,6 +106,11 @@ class ShardWriter:
             self._writer = None
         self._shard_bytes = 0
 
+    def abort(self) -> None:
+        """Close the open shard file without finishing it (the export failed)."""
+        self._rows = []
+        self._close_shard()
+
     def close(self) -> list[Path]:
         """Finish the last shard and give every shard its final ``-XXXXX-of-YYYYY`` name."""
         self._flush()
@@ -157,12 +162,16 @@ def write_hf(plan: ExportPlan, folder: Path, *, command: str | None = None, lice
     for split in SPLITS:
         writer = ShardWriter(folder / "data", HF_SPLIT_NAMES[split], schema, max_shard_bytes)
         strategies: Counter = Counter()
-        for sample in plan.samples(split):
-            prepared = plan.prepare(sample)
-            writer.write(arrow_row(prepared, plan.spec.num_classes, strategy_index),
-                         len(prepared.image_png) + len(prepared.mask_png or b""))
-            strategies[sample.strategy] += 1
-            on_sample()
+        try:
+            for sample in plan.samples(split):
+                prepared = plan.prepare(sample)
+                writer.write(arrow_row(prepared, plan.spec.num_classes, strategy_index),
+                             len(prepared.image_png) + len(prepared.mask_png or b""))
+                strategies[sample.strategy] += 1
+                on_sample()
+        except BaseException:
+            writer.abort()  # the staging folder goes away; do not leave the open file behind either
+            raise
         shards = writer.close()
         counts[split] = sum(strategies.values())
         per_strategy[split] = strategies

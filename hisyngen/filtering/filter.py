@@ -1,7 +1,8 @@
 """Generate-until-N filtering: keep fresh synthetic samples the discriminator believes are real.
 
-Candidates are the corpus stream of the strategy (sample i of seed S, never a discriminator
-training sample), scored in fixed batches aligned to candidate indices, so the kept set depends only
+Candidates come from the strategy's own "filter" random stream (sample i of seed S), so they are
+never a sample the discriminator was trained on, even when its negatives came from a corpus. They
+are scored in fixed batches aligned to candidate indices, so the kept set depends only
 on (seed, strategy, model, threshold, batch size). Generation runs ahead in worker processes while
 the main process scores; each scored batch leaves a part file listing its kept rows, so an
 interrupted run resumes after its last finished batch. The first N kept candidates, in index order,
@@ -17,12 +18,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from hisyngen.corpus import (
-    Corpus, CorpusConfig, SampleWriter, part_path, prepare_output, remove_temporaries, write_rows,
+    WORKER_DIED, Corpus, CorpusConfig, SampleWriter, init_worker_process, part_path, prepare_output, remove_temporaries,
+    write_rows,
 )
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
@@ -65,6 +67,7 @@ _GENERATOR: SampleWriter | None = None
 
 def _init_generator(*args: Any) -> None:
     global _GENERATOR
+    init_worker_process()
     _GENERATOR = SampleWriter(*args)
 
 
@@ -78,35 +81,38 @@ class CandidateStream:
     (at most ``prefetch`` batches in flight) or in-process when ``workers`` is 0."""
 
     def __init__(self, writer_args: tuple, workers: int, prefetch: int) -> None:
-        self.workers = workers
         self.prefetch = max(1, prefetch)
-        if workers <= 0:
-            self.local = SampleWriter(*writer_args)
-            self.pool = None
-        else:
+        self.local = SampleWriter(*writer_args) if workers <= 0 else None
+        self.pool = None
+        if workers > 0:
             import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_generator,
-                                                                  initargs=writer_args)
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_generator, initargs=writer_args)
         self.pending: deque = deque()
 
-    def batches(self, first: int, batch_size: int):
+    def batches(self, first: int, batch_size: int) -> Iterator[list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]]:
+        from concurrent.futures.process import BrokenProcessPool
+
         next_start = first
         while True:
-            if self.pool is None:
+            if self.local is not None:
                 yield [(s.image, s.mask, row) for s, row in
                        (self.local.generate(i) for i in range(next_start, next_start + batch_size))]
                 next_start += batch_size
                 continue
             while len(self.pending) < self.prefetch:
-                self.pending.append(self.pool.apply_async(_generate_batch, ((next_start, next_start + batch_size),)))
+                self.pending.append(self.pool.submit(_generate_batch, (next_start, next_start + batch_size)))
                 next_start += batch_size
-            yield self.pending.popleft().get()
+            try:
+                yield self.pending.popleft().result()
+            except BrokenProcessPool:
+                raise HisynError(WORKER_DIED) from None
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -154,6 +160,8 @@ def filter_corpus(
 
     if not 0.0 < threshold < 1.0:
         raise HisynError(f"--threshold must be in (0, 1), got {threshold}")
+    if seed < 0:
+        raise HisynError(f"--seed must be >= 0, got {seed}")
     if count < 1:
         raise HisynError(f"--count must be >= 1, got {count}")
     if batch_size < 1:
@@ -162,17 +170,18 @@ def filter_corpus(
     if max_attempts < count:
         raise HisynError(f"--max-attempts ({max_attempts}) is smaller than --count ({count})")
     started = time.perf_counter()
-    model, meta = load_discriminator(model_path, strategy=strategy.name, classes=source.spec.classes)
+    model, meta = load_discriminator(model_path, strategy=strategy.name, classes=source.spec.classes,
+                                     params=strategy.params())
     model_file = Path(model_path) / "model.pt" if Path(model_path).is_dir() else Path(model_path)
     pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
     strategy.check_pool(pack, source.spec.classes)
-    singles = [r for r in source.train if r.is_single_tissue]
-    config = CorpusConfig(
-        strategy=strategy.name, params=strategy.params(), seed=seed, count=count, spec=source.spec.to_dict(),
-        source={"root": str(Path(source.root).resolve()), "fingerprint": source.fingerprint(singles, with_mtime=False)},
-        filter={"model_sha256": file_sha256(model_file), "threshold": threshold, "batch_size": batch_size,
-                "image_size": meta["image_size"]},
-    )
+    torch_device = resolve_device(device)
+    # Scores on CUDA (fp16) and CPU (fp32) can differ at the threshold: the device type is part of
+    # what defines the kept set, so a resume on another kind of device is refused.
+    config = CorpusConfig.for_run(source, strategy, seed, count,
+                                  filter={"model_sha256": file_sha256(model_file), "threshold": threshold,
+                                          "batch_size": batch_size, "image_size": meta["image_size"],
+                                          "device_type": torch_device.type})
     out = Path(out)
     summary = FilterSummary(out=str(out), strategy=strategy.name, count=count, kept=0, attempted=0,
                             threshold=threshold, seconds=0.0, problems=[str(p) for p in problems])
@@ -187,10 +196,9 @@ def filter_corpus(
     attempted, kept_rows = _finished_batches(out, batch_size)
     summary.attempted = summary.resumed_attempts = attempted
 
-    torch_device = resolve_device(device)
     model = model.to(torch_device).to(memory_format=torch.channels_last)
     size = meta["image_size"]
-    writer_args = (str(out), str(pack.folder), strategy.name, strategy.params(), seed, source.spec.to_dict())
+    writer_args = (str(out), str(pack.folder), strategy.name, strategy.params(), seed, source.spec.to_dict(), "filter")
     writer = SampleWriter(*writer_args)  # writes the kept samples (main process)
     stream = CandidateStream(writer_args, workers, prefetch=2 * max(workers, 1))
     bar = tqdm(total=count, initial=min(len(kept_rows), count), desc=f"filter {strategy.name}", unit="kept",
@@ -236,10 +244,12 @@ def filter_corpus(
         bar.close()
         stream.close()
 
-    kept, extra = kept_rows[:count], kept_rows[count:]
-    for row in extra:  # the last batch may keep more than needed
-        for kind in ("images", "masks"):
-            (out / kind / f"{row['id']}.png").unlink(missing_ok=True)
+    kept = kept_rows[:count]
+    wanted = {f"{row['id']}.png" for row in kept}
+    for kind in ("images", "masks"):  # extras of the last batch, leftovers of an interrupted batch
+        for path in (out / kind).iterdir():
+            if path.name not in wanted:
+                path.unlink()
     last = kept[-1]["index"] + 1
     stats = {"attempted": last, "kept": count, "acceptance_rate": round(count / last, 6),
              "discriminator": {k: meta.get("heldout", {}).get(k) for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},

@@ -55,17 +55,28 @@ class TrainConfig:
             problems.append(f"learning rate must be > 0, got {self.lr}")
         if self.image_size < 32:
             problems.append(f"image size must be >= 32, got {self.image_size}")
+        if self.seed < 0:
+            problems.append(f"seed must be >= 0, got {self.seed}")
         if problems:
             raise HisynError("; ".join(problems))
+        resolve_device(self.device)  # a bad --device fails now, not after the data is gathered
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` = CUDA when available, else CPU; an explicit unavailable device is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HisynError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HisynError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HisynError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HisynError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise HisynError(f"--device {name}: only cpu and cuda are supported")
     return device
 
 
@@ -261,8 +272,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_discriminator(path: str | Path, strategy: str | None = None, classes: tuple[str, ...] | None = None,
-                       ) -> tuple[Discriminator, dict[str, Any]]:
-    """Load a saved discriminator; refuse one trained for another strategy or class list."""
+                       params: dict[str, Any] | None = None) -> tuple[Discriminator, dict[str, Any]]:
+    """Load a saved discriminator; refuse one trained for another strategy, parameters or class list."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
@@ -280,6 +291,12 @@ def load_discriminator(path: str | Path, strategy: str | None = None, classes: t
     if classes is not None and tuple(meta.get("classes", ())) != tuple(classes):
         raise HisynError(f"{path} was trained for classes {meta.get('classes')} ({len(meta.get('classes', []))}), "
                          f"not {list(classes)} ({len(classes)})")
+    trained = meta.get("strategy_params")
+    if params is not None and trained is not None and trained != params:
+        diffs = ", ".join(f"{k}={trained.get(k)!r} there, {params.get(k)!r} here"
+                          for k in sorted(set(trained) | set(params)) if trained.get(k) != params.get(k))
+        raise HisynError(f"{path} was trained on {meta.get('strategy')} samples with other parameters ({diffs}); "
+                         "train one for these parameters")
     model = Discriminator()
     model.load_state_dict(data["state_dict"])
     return model.eval(), meta

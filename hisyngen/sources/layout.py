@@ -382,7 +382,11 @@ def _read_manifest(path: Path, spec: DatasetSpec | None) -> Source:
             first = next((row["labels"] for row in rows if row.get("labels") not in (None, "")), None)
             if first is None:
                 raise HisynError(f"{path}: no row has labels")
-            length = len(first) if isinstance(first, list) else len(parse_label_text(str(first)))
+            try:
+                length = len(first) if isinstance(first, list) else len(parse_label_text(str(first)))
+            except LabelParseError as exc:  # the first labelled row decides the class count
+                raise HisynError(f"{path}: cannot tell the classes from the first labels {first!r} ({exc}); "
+                                 "pass --dataset or --spec") from None
             classes = tuple(f"class{i}" for i in range(length))
         spec = DatasetSpec(name=f"manifest:{path.stem}", classes=classes, palette=tuple(default_palette(len(classes))),
                            background_index=len(classes), label_format="manifest")

@@ -21,9 +21,10 @@ from hisyngen.spec import IGNORE_INDEX
 
 BACKGROUND_POLICIES = ("ignore", "tissue")
 
-STREAMS = {"corpus": 0, "discriminator": 1}
-"""Independent random streams: corpora / filter candidates, and discriminator training negatives
-(so a discriminator is never scored on the samples it was trained on)."""
+STREAMS = {"corpus": 0, "discriminator": 1, "filter": 2}
+"""Independent random streams: corpora (``synth``), discriminator training negatives, and filter
+candidates. A filter never scores a sample its discriminator could have been trained on, whether
+the negatives were generated or taken from a corpus of any seed."""
 
 
 class Pool(Protocol):
@@ -161,6 +162,8 @@ def class_pairs(pairs: tuple[tuple[int, int], ...] | None, pool: Pool, strategy:
     available = [c for c, ids in enumerate(pool.by_class) if len(ids)]
     if pairs is None:
         return tuple((a, b) for a in available for b in available if a != b)
+    if not pairs:
+        raise HisynError(f"{strategy}: pairs is empty")
     for a, b in pairs:
         for c in (a, b):
             if not 0 <= c < pool.num_classes:
@@ -170,6 +173,16 @@ def class_pairs(pairs: tuple[tuple[int, int], ...] | None, pool: Pool, strategy:
         if a == b:
             raise HisynError(f"{strategy}: a pair needs two different classes, got {a}:{b}")
     return pairs
+
+
+def draw_pair(strategy: "Strategy", pairs: tuple[tuple[int, int], ...] | None, pool: Pool,
+              rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(foreground class, background class, foreground entry, background entry) for two-tissue strategies."""
+    choices = class_pairs(pairs, pool, strategy.name)
+    fg_class, bg_class = choices[int(rng.integers(len(choices)))]
+    fg = draw_source(strategy, pool, rng, pool.by_class[fg_class])
+    bg = draw_source(strategy, pool, rng, pool.by_class[bg_class])
+    return int(fg_class), int(bg_class), fg, bg
 
 
 def source_mask(pool: Pool, index: int, policy: str, window: tuple[slice, slice] | None = None,

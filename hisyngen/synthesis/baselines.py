@@ -8,7 +8,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from hisyngen.synthesis.base import Pool, Sample, Strategy, class_pairs, draw_source, resized, source_mask
+from hisyngen.synthesis.base import Pool, Sample, Strategy, class_pairs, draw_pair, draw_source, resized, source_mask
 from hisyngen.synthesis.registry import register
 
 
@@ -42,10 +42,7 @@ class CutMix(Strategy):
         class_pairs(self.pairs, pool, self.name)
 
     def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
-        pairs = class_pairs(self.pairs, pool, self.name)
-        fg_class, bg_class = pairs[int(rng.integers(len(pairs)))]
-        fg = draw_source(self, pool, rng, pool.by_class[fg_class])
-        bg = draw_source(self, pool, rng, pool.by_class[bg_class])
+        fg_class, bg_class, fg, bg = draw_pair(self, self.pairs, pool, rng)
         side = max(1, round(self.size * float(np.sqrt(1.0 - rng.random()))))
         y, x = int(rng.integers(self.size - side + 1)), int(rng.integers(self.size - side + 1))
         image = resized(pool.image(bg), self.size, cv2.INTER_CUBIC).copy()

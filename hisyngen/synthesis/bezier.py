@@ -14,7 +14,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from hisyngen.synthesis.base import Pool, Sample, Strategy, blend, class_pairs, draw_source, resized, source_mask
+from hisyngen.synthesis.base import Pool, Sample, Strategy, blend, class_pairs, draw_pair, resized, source_mask
 from hisyngen.synthesis.registry import register
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
@@ -107,10 +107,7 @@ class Bezier(Strategy):
         class_pairs(self.pairs, pool, self.name)
 
     def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
-        pairs = class_pairs(self.pairs, pool, self.name)
-        fg_class, bg_class = pairs[int(rng.integers(len(pairs)))]
-        fg = draw_source(self, pool, rng, pool.by_class[fg_class])
-        bg = draw_source(self, pool, rng, pool.by_class[bg_class])
+        fg_class, bg_class, fg, bg = draw_pair(self, self.pairs, pool, rng)
         points, tries = blob_points(rng, self.points, self.min_spacing / self.points, self.max_tries)
         inside = rasterise(blob_outline(points, self.rad, self.edgy), self.size)
         fg_image = resized(pool.image(fg), self.size, cv2.INTER_CUBIC)

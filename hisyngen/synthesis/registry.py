@@ -81,6 +81,9 @@ def _coerce(strategy: str, key: str, value: Any, field: dataclasses.Field, class
             return float(value)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
+            if default and len(items) != len(default):
+                raise HisynError(f"{strategy}: parameter {key} needs {len(default)} comma-separated values "
+                                 f"(like {','.join(map(str, default))}), got {value!r}")
             kind = type(default[0]) if default else float
             return tuple(kind(v) for v in items)
         return value
@@ -93,6 +96,8 @@ def _pairs(value: Any, classes: tuple[str, ...] | None) -> tuple[tuple[int, int]
     if value is None:
         return None
     items = [p.split(":") for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+    if not items:
+        raise HisynError("pairs is empty: give foreground:background class pairs, e.g. TUM:STR,STR:TUM")
     pairs = []
     for item in items:
         if len(item) != 2:
