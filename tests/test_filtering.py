@@ -145,8 +145,10 @@ def test_filter_stops_at_the_attempt_guard_with_the_rate(source, tmp_path):
     strategy = make_strategy("mosaic", {"size": 48})
     model = random_model(tmp_path / "model.pt", "mosaic", source.spec.classes)
     # an untrained model keeps about half the candidates: 20 out of 24 attempts is out of reach
-    with pytest.raises(HisynError, match=r"stopped after 24 attempts.*kept \d+ of 20, acceptance rate \d+\.\d+%"):
+    with pytest.raises(HisynError, match=r"stopped after 24 attempts.*kept \d+ of 20, acceptance rate \d+\.\d+%") as stop:
         filter_corpus(source, strategy, model, tmp_path / "c", count=20, max_attempts=24, batch_size=8, workers=0)
+    summary = stop.value.summary  # scripts (benchmarks) read how far it got
+    assert summary.attempted == 24 and 0 < summary.kept < 20 and summary.scoring_seconds > 0
     assert not (tmp_path / "c" / "manifest.jsonl").exists()
 
 

@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,6 +30,14 @@ from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
 
 DEFAULT_BATCH = 64
+
+
+class FilterStopped(HisynError):
+    """The attempt guard stopped a filter run; ``summary`` says how far it got (kept, attempted, timings)."""
+
+    def __init__(self, message: str, summary: "FilterSummary") -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -214,10 +222,12 @@ def filter_corpus(
         while len(kept_rows) < count:
             if attempted >= max_attempts:
                 rate = len(kept_rows) / attempted if attempted else 0.0
-                raise HisynError(
+                raise FilterStopped(
                     f"stopped after {attempted:,} attempts (--max-attempts): kept {len(kept_rows):,} of {count:,}, "
                     f"acceptance rate {rate:.3%} (~{math.ceil(count / rate) if rate else 'inf'} attempts needed); "
-                    "lower --threshold, train a better discriminator, or raise --max-attempts (the run resumes)"
+                    "lower --threshold, train a better discriminator, or raise --max-attempts (the run resumes)",
+                    summary=replace(summary, kept=len(kept_rows), attempted=attempted,
+                                    seconds=time.perf_counter() - started),
                 )
             wait = time.perf_counter()
             batch = next(batches)

@@ -118,6 +118,29 @@ def _random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return images
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: Discriminator, dataset: LabelledImages, order: list[int], batch_size: int,
+                          device: torch.device, num_workers: int = 0, max_images: int = 1024) -> None:
+    """Precise BN: recompute every BatchNorm's running statistics with the current weights.
+
+    With few optimiser steps per epoch (small sets) and Adam's large early steps, the running
+    averages lag far behind the weights, and evaluation-mode outputs become arbitrary (validation
+    accuracy swinging between 90% and 15% from one epoch to the next). Averaging the batch
+    statistics of up to ``max_images`` training images (the epoch's balanced ``order``) fixes that.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over the batches below
+    model.train()
+    for images, _ in _loader(dataset, order[:max_images], batch_size, num_workers, training=True):
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            model(images.to(device))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
 @torch.inference_mode()
 def predict(model: Discriminator, dataset: LabelledImages, batch_size: int, device: torch.device,
             num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +240,7 @@ def fit(
             correct += int((logits.argmax(1) == labels).sum())
             loss_sum += float(loss.detach()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        recalibrate_batchnorm(model, train_set, order, batch_size, device, config.num_workers)
         p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers)
         val_accuracy = float(np.mean((p_val > 0.5) == (y_val == REAL)))
         val_loss = float(-np.mean(np.log(np.clip(np.where(y_val == REAL, p_val, 1 - p_val), 1e-7, 1))))
