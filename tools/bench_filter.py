@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and filtering")
     parser.add_argument("--skip-training", action="store_true", help="only measure scoring throughput")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep the discriminators and filter outputs here (default: a deleted temporary folder)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -71,7 +73,8 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         source = open_source(args.source)
-        work = Path(tempfile.mkdtemp(prefix="bench-filter-", dir=args.workdir))
+        work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-filter-", dir=args.workdir))
+        work.mkdir(parents=True, exist_ok=True)
         try:
             for name in args.strategies.split(","):
                 strategy = make_strategy(name)
@@ -99,7 +102,8 @@ def main() -> None:
                 }
                 print(json.dumps(results["strategies"][name]), file=sys.stderr)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nsource: {args.source} · {os.cpu_count()} CPUs · torch {torch.__version__}\n")
     print("| discriminator scoring, 224x224 fp32 batch 64 | images/s |")
