@@ -107,13 +107,14 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
         strategy = make_strategy(strategy_name, params, classes=source.spec.classes)
         started = time.perf_counter()
         if name.endswith("-filtered"):
-            disc = work / "discriminators" / strategy_name
+            disc = (Path(args.discriminators) / f"disc-{strategy_name}" if args.discriminators
+                    else work / "discriminators" / strategy_name)
             if not (disc / "report.json").is_file():
                 train_filter(source, strategy, disc, TrainConfig(epochs=args.disc_epochs, image_size=args.disc_image_size,
                                                                  seed=0), negatives=args.negatives,
                              cache_dir=work / "cache", real_from=args.real_from)
             filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
-                          max_attempts=args.count * 200)
+                          max_attempts=args.filter_max_attempts or args.count * 200)
         else:
             synthesize(source, strategy, out, args.count, seed=0, workers=args.workers, cache_dir=work / "cache")
         log(f"corpus {name}: {len(Corpus(out))} samples in {time.perf_counter() - started:.0f}s")
@@ -192,6 +193,9 @@ def run_all(args: argparse.Namespace) -> None:
     variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
     needed = {c for v in variants for c in VARIANTS[v]["corpora"]}
     corpora = build_corpora(source, needed, args, work)
+    if args.corpora_only:
+        log("corpora ready: " + ", ".join(f"{k} ({v})" for k, v in sorted(corpora.items())))
+        return
     results_path = Path(args.results)
     done = json.loads(results_path.read_text()) if results_path.is_file() else []
     jobs = []
@@ -290,6 +294,10 @@ def main() -> None:
     parser.add_argument("--disc-image-size", type=int, default=224)
     parser.add_argument("--negatives", type=int, default=1000)
     parser.add_argument("--real-from", default="multi")
+    parser.add_argument("--discriminators", default=None, metavar="DIR",
+                        help="reuse trained discriminators DIR/disc-<strategy> (e.g. bench_filter.py --keep DIR)")
+    parser.add_argument("--filter-max-attempts", type=int, default=None, help="candidates per filtered corpus at most")
+    parser.add_argument("--corpora-only", action="store_true", help="build the corpora, then stop")
     parser.add_argument("--filtered-from", default=None, metavar="BUILD",
                         help="take the filtered corpora from this `hisyngen build` folder (same --count)")
     parser.add_argument("--weak-from", choices=["val", "test"], default=None,
