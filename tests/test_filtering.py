@@ -243,3 +243,17 @@ def test_realism_ranks_a_tinted_corpus_as_less_real(tmp_path):
     assert by_name["c-tinted"]["frechet_distance"] > by_name["c-plain"]["frechet_distance"]
     assert by_name["c-tinted"]["kid"] > by_name["c-plain"]["kid"]
     assert by_name["c-tinted"]["colour"]["mean"][0] > by_name["c-plain"]["colour"]["mean"][0] + 40
+
+
+def test_folded_batchnorm_scores_like_the_trained_model(tmp_path):
+    import torch
+
+    from hisyngen.filtering.model import fold_batchnorm
+
+    real, fake = toy_sets(tmp_path, n=16)
+    model, _ = fit(real, fake, TrainConfig(epochs=1, batch_size=8, image_size=32))  # trained: non-trivial BN stats
+    images = torch.from_numpy(np.stack([real.load(i) for i in range(4)] + [fake.load(i) for i in range(4)]))
+    with torch.inference_mode():
+        plain, folded = model(images), fold_batchnorm(model)(images)
+    assert torch.allclose(plain, folded, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_batchnorm(model).modules())

@@ -162,7 +162,7 @@ def filter_corpus(
     from tqdm import tqdm
 
     from hisyngen.filtering.data import fit_size
-    from hisyngen.filtering.model import REAL
+    from hisyngen.filtering.model import REAL, fold_batchnorm
     from hisyngen.filtering.train import file_sha256, load_discriminator, resolve_device
     from hisyngen.sources.pools import build_pool_pack
 
@@ -204,7 +204,7 @@ def filter_corpus(
     attempted, kept_rows = _finished_batches(out, batch_size)
     summary.attempted = summary.resumed_attempts = attempted
 
-    model = model.to(torch_device).to(memory_format=torch.channels_last)
+    model = fold_batchnorm(model).to(torch_device).to(memory_format=torch.channels_last)
     size = meta["image_size"]
     writer_args = (str(out), str(pack.folder), strategy.name, strategy.params(), seed, source.spec.to_dict(), "filter")
     writer = SampleWriter(*writer_args)  # writes the kept samples (main process)
