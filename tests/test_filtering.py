@@ -145,7 +145,8 @@ def test_filter_stops_at_the_attempt_guard_with_the_rate(source, tmp_path):
     strategy = make_strategy("mosaic", {"size": 48})
     model = random_model(tmp_path / "model.pt", "mosaic", source.spec.classes)
     # an untrained model keeps about half the candidates: 20 out of 24 attempts is out of reach
-    with pytest.raises(HisynError, match=r"stopped after 24 attempts.*kept \d+ of 20, acceptance rate \d+\.\d+%") as stop:
+    with pytest.raises(HisynError, match=r"stopped after --max-attempts: kept \d+ of 20 from 24 candidates, "
+                                         r"acceptance rate \d+\.\d+%") as stop:
         filter_corpus(source, strategy, model, tmp_path / "c", count=20, max_attempts=24, batch_size=8, workers=0)
     summary = stop.value.summary  # scripts (benchmarks) read how far it got
     assert summary.attempted == 24 and 0 < summary.kept < 20 and summary.scoring_seconds > 0
@@ -159,6 +160,18 @@ def test_filter_refuses_a_model_trained_with_other_parameters(source, tmp_path):
                                                 "strategy_params": make_strategy("bezier", {"points": 12}).params()})
     with pytest.raises(HisynError, match=r"other parameters \(points=12 there, 5 here\)"):
         filter_corpus(source, make_strategy("bezier"), model, tmp_path / "c", count=4)
+
+
+def test_a_hopeless_filter_stops_after_the_probe(source, tmp_path, monkeypatch):
+    import hisyngen.filtering.filter as filtering
+
+    monkeypatch.setattr(filtering, "PROBE", 16)
+    strategy = make_strategy("mosaic", {"size": 48})
+    model = random_model(tmp_path / "model.pt", "mosaic", source.spec.classes)
+    # about half the candidates pass: 1,000 would need ~2,000 candidates, the limit is 1,200
+    with pytest.raises(HisynError, match=r"stopped at this rate: kept \d+ of 1,000 from 16 candidates") as stop:
+        filter_corpus(source, strategy, model, tmp_path / "c", count=1000, max_attempts=1200, batch_size=8, workers=0)
+    assert stop.value.summary.attempted == 16
 
 
 def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):

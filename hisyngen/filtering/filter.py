@@ -30,6 +30,8 @@ from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
 
 DEFAULT_BATCH = 64
+PROBE = 2048
+"""Candidates scored before a run may be judged hopeless from its acceptance rate."""
 
 
 class FilterStopped(HisynError):
@@ -220,12 +222,18 @@ def filter_corpus(
     try:
         batches = stream.batches(attempted, batch_size)
         while len(kept_rows) < count:
-            if attempted >= max_attempts:
-                rate = len(kept_rows) / attempted if attempted else 0.0
+            rate = len(kept_rows) / attempted if attempted else 0.0
+            needed = math.ceil(count / rate) if rate else math.inf
+            # A minimum acceptance rate as well as a maximum: once a probe of candidates shows the
+            # limit cannot be met, stop now instead of scoring up to --max-attempts in vain.
+            hopeless = attempted >= min(PROBE, max_attempts) and needed > max_attempts
+            if attempted >= max_attempts or hopeless:
+                when = "at this rate" if attempted < max_attempts else "after --max-attempts"
                 raise FilterStopped(
-                    f"stopped after {attempted:,} attempts (--max-attempts): kept {len(kept_rows):,} of {count:,}, "
-                    f"acceptance rate {rate:.3%} (~{math.ceil(count / rate) if rate else 'inf'} attempts needed); "
-                    "lower --threshold, train a better discriminator, or raise --max-attempts (the run resumes)",
+                    f"stopped {when}: kept {len(kept_rows):,} of {count:,} from {attempted:,} candidates, acceptance "
+                    f"rate {rate:.3%}, so {count:,} need ~{needed:,} candidates, more than --max-attempts "
+                    f"({max_attempts:,}); lower --threshold, train a better discriminator, ask for fewer, or raise "
+                    "--max-attempts (the run resumes)",
                     summary=replace(summary, kept=len(kept_rows), attempted=attempted,
                                     seconds=time.perf_counter() - started),
                 )
