@@ -12,9 +12,10 @@ stages resume from their own chunk files, exports are renamed into place whole):
     push                       the Hub                                            (push_to_hub)
 
 A rerun skips finished stages and continues an interrupted one, so a run killed at any point ends
-with the same corpora, models and exports as an uninterrupted run (reports carry timings), on CPU:
-CUDA training of the discriminators is not bit-reproducible, so a discriminator stage interrupted
-on a GPU retrains to slightly different weights. The resolved configuration is stored in
+with the same corpora, models and exports as an uninterrupted run (reports carry timings), given the
+same torch thread count: the order of floating-point sums in training depends on it (and CUDA
+training is not bit-reproducible), so a discriminator stage interrupted and rerun with another
+thread count, or on a GPU, retrains to slightly different weights. The resolved configuration is stored in
 ``OUT/build.yaml``; a rerun with other settings is refused.
 """
 
@@ -70,8 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "revision": None,
 }
 
-# Settings that change how a build runs but not what it produces.
-NOT_IDENTITY = ("workers", "device", "cache_dir", "push_to_hub", "private", "revision", "filter_workers")
+# Settings that change how a build runs (or when it gives up) but not what it produces.
+NOT_IDENTITY = ("workers", "device", "cache_dir", "push_to_hub", "private", "revision", "filter_workers", "max_attempts")
 
 
 def paper_count(dataset: str) -> int:

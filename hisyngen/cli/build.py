@@ -59,6 +59,8 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
 @click.option("-n", "--count", type=int, default=None, help="Samples kept per strategy [default: 7200 for BCSS-WSSS, else 3600].")
 @click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
 @click.option("--no-filter", is_flag=True, help="Skip the discriminators: keep every synthetic sample.")
+@click.option("--max-attempts", type=int, default=None,
+              help="Filter candidates per strategy at most [default: max(20 x count, 2000)]; a rerun may raise it.")
 @click.option("-w", "--workers", type=int, default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None, help="Discriminator device: auto, cpu, cuda, cuda:1 [default: auto].")
 @click.option("--push-to-hub", "push_to_hub", default=None, metavar="USER/NAME", help="Push the HF export to this dataset repo.")
@@ -68,8 +70,8 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
               help="Print the default configuration (YAML) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; print only the summary.")
-def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, workers, device,
-          push_to_hub, private, token, as_json, quiet) -> None:
+def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, max_attempts, workers,
+          device, push_to_hub, private, token, as_json, quiet) -> None:
     """Turn the weakly-labelled dataset SOURCE into ready-to-train datasets.
 
     inspect -> single-tissue pools -> per strategy: train its discriminator, generate until COUNT
@@ -87,7 +89,8 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
     """
     overrides: dict = {}
     for key, value in (("dataset", dataset), ("spec", spec_file), ("count", count), ("seed", seed),
-                       ("workers", workers), ("device", device), ("push_to_hub", push_to_hub), ("private", private)):
+                       ("max_attempts", max_attempts), ("workers", workers), ("device", device),
+                       ("push_to_hub", push_to_hub), ("private", private)):
         if value is not None:
             overrides[key] = value
     if strategies is not None:
