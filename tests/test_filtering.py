@@ -160,6 +160,10 @@ def test_filter_refuses_a_model_trained_with_other_parameters(source, tmp_path):
                                                 "strategy_params": make_strategy("bezier", {"points": 12}).params()})
     with pytest.raises(HisynError, match=r"other parameters \(points=12 there, 5 here\)"):
         filter_corpus(source, make_strategy("bezier"), model, tmp_path / "c", count=4)
+    # a switch that does not change the samples is not a difference
+    _, meta = load_discriminator(model, strategy="bezier", classes=source.spec.classes,
+                                 params=make_strategy("bezier", {"points": 12, "allow_missing_classes": True}).sample_params())
+    assert meta["strategy"] == "bezier"
 
 
 def test_a_hopeless_filter_stops_after_the_probe(source, tmp_path, monkeypatch):

@@ -181,7 +181,7 @@ def filter_corpus(
         raise HisynError(f"--max-attempts ({max_attempts}) is smaller than --count ({count})")
     started = time.perf_counter()
     model, meta = load_discriminator(model_path, strategy=strategy.name, classes=source.spec.classes,
-                                     params=strategy.params())
+                                     params=strategy.sample_params())
     model_file = Path(model_path) / "model.pt" if Path(model_path).is_dir() else Path(model_path)
     pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
     strategy.check_pool(pack, source.spec.classes)

@@ -315,7 +315,11 @@ def load_discriminator(path: str | Path, strategy: str | None = None, classes: t
     if classes is not None and tuple(meta.get("classes", ())) != tuple(classes):
         raise HisynError(f"{path} was trained for classes {meta.get('classes')} ({len(meta.get('classes', []))}), "
                          f"not {list(classes)} ({len(classes)})")
+    from hisyngen.synthesis.base import Strategy
+
     trained = meta.get("strategy_params")
+    if trained is not None:  # models saved with every parameter: compare only those that shape samples
+        trained = {k: v for k, v in trained.items() if k not in Strategy.NOT_SAMPLE_PARAMS}
     if params is not None and trained is not None and trained != params:
         diffs = ", ".join(f"{k}={trained.get(k)!r} there, {params.get(k)!r} here"
                           for k in sorted(set(trained) | set(params)) if trained.get(k) != params.get(k))

@@ -78,6 +78,8 @@ class Strategy:
     name: ClassVar[str] = ""
     min_classes: ClassVar[int] = 1
     """How many classes with single-tissue sources the strategy needs."""
+    NOT_SAMPLE_PARAMS: ClassVar[tuple[str, ...]] = ("allow_missing_classes",)
+    """Parameters that decide whether a pool is accepted, not what a sample looks like."""
 
     size: int = 224
     background_policy: str = "ignore"
@@ -106,6 +108,10 @@ class Strategy:
     def params(self) -> dict[str, Any]:
         """All parameters, JSON-ready (corpus.json)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def sample_params(self) -> dict[str, Any]:
+        """The parameters that shape the samples (a discriminator is valid for exactly these)."""
+        return {k: v for k, v in self.params().items() if k not in self.NOT_SAMPLE_PARAMS}
 
     def check_pool(self, pool: Pool, classes: tuple[str, ...]) -> None:
         """Refuse a pool this strategy cannot draw from, naming the missing classes."""
