@@ -205,6 +205,7 @@ def run_all(args: argparse.Namespace) -> None:
                    for r in done):
                 continue
             jobs.append((variant, seed))
+    jobs.sort(key=lambda job: not VARIANTS[job[0]]["real"])  # the longest run first: no lone run at the end
     running: list[tuple[str, int, Path, subprocess.Popen, float]] = []
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     while jobs or running:

@@ -117,7 +117,8 @@ def demo(out, seed, workers, device, as_json, quiet) -> None:
     discriminator keeps well under 1% of the candidates on BCSS-WSSS, a GPU job):
 
     \b
-      hisyngen build ../shared/data/bcss-wsss-mini -o builds/bcss-mini --count 1000 --strategies bezier
+      hisyngen build ../shared/data/bcss-wsss-mini -o builds/bcss-mini --count 1000 --strategies bezier \
+          --max-attempts 40000
       hisyngen build ../shared/data/bcss-wsss-mini -o builds/bcss-mini-raw --count 1000 --no-filter
     """
     from hisyngen.demo import write_demo_source
