@@ -46,7 +46,7 @@ def main() -> None:
     summary = json.loads(proc.stdout)
     stages = {p.stem: json.loads(p.read_text()).get("seconds", 0.0) for p in sorted((out / ".stages").glob("*.json"))}
 
-    print(f"\n`hisyngen build {args.source} --count {args.count}` on {os.cpu_count()} CPUs: "
+    print(f"\n`hisyngen build {args.source} --count {args.count}{''.join(' ' + a for a in args.extra)}` on {os.cpu_count()} CPUs: "
           f"wall {wall / 60:.1f} min, peak RSS {peak_mb:.0f} MB (largest single process)\n")
     print("| stage | seconds |")
     print("|---|---|")
@@ -59,8 +59,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, s in summary["strategies"].items():
         d, r = s["discriminator"] or {}, s["realism"] or {}
-        print(f"| {name} | {s['kept']} | {s['attempted']} | {s['acceptance_rate']:.1%} | "
-              f"{d.get('accuracy', float('nan')):.1%} | {r.get('c2st_accuracy', float('nan')):.1%} |")
+        cells = [f"{v:.1%}" if v is not None else "-" for v in (d.get("accuracy"), r.get("c2st_accuracy"))]
+        print(f"| {name} | {s['kept']} | {s['attempted']} | {s['acceptance_rate']:.1%} | " + " | ".join(cells) + " |")
     print(json.dumps({"wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb), "stages": stages}), file=sys.stderr)
     if not args.keep and not args.out:
         shutil.rmtree(out.parent, ignore_errors=True)
