@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from hisyngen.spec import get_spec
 
@@ -40,3 +42,15 @@ def test_smoke_variants_train_evaluate_and_render(tmp_path):
     assert again.returncode == 0 and len(json.loads(results.read_text())) == 2
     table = subprocess.run([sys.executable, str(TOOL), "--render", str(results)], capture_output=True, text=True)
     assert "| onelabel | 1 |" in table.stdout and "| full | 1 |" in table.stdout
+
+    # the class mix printed for each corpus is what its mask PNGs hold
+    mix = subprocess.run([sys.executable, str(TOOL), "--class-mix", str(tmp_path / "work")], capture_output=True, text=True)
+    assert mix.returncode == 0, mix.stderr
+    printed = {cells[0]: [float(c.rstrip("%")) for c in cells[2:]]
+               for cells in ([c.strip() for c in line.strip("|").split("|")] for line in mix.stdout.splitlines()[2:])}
+    assert {"onelabel", "mosaic-filtered", "bezier-filtered"} <= set(printed)
+    for name, shares in printed.items():
+        masks = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "work" / "corpora" / name / "masks").glob("*.png"))]
+        counts = sum(np.bincount(m.ravel(), minlength=256) for m in masks)
+        expected = [100 * counts[c] / counts.sum() for c in (0, 1, 2, 3, 255)]
+        assert np.allclose(shares, expected, atol=0.06), (name, shares, expected)

@@ -23,6 +23,7 @@ recipe. Results are appended to a JSON file; ``--render FILE`` prints the README
     python tools/bench_quality.py --source ../shared/data/wsss4luad-mini --weak-from val --window 112 \\
         --stride 56 --name wsss4luad-mini --work /work/quality/wsss --iters 300 --results docs/quality.json
     python tools/bench_quality.py --render docs/quality.json
+    python tools/bench_quality.py --class-mix /work/quality/wsss    # what each variant trains on
 """
 
 from __future__ import annotations
@@ -274,9 +275,28 @@ def render(results_path: str) -> str:
     return "\n".join(lines)
 
 
+def class_mix(work: str) -> str:
+    """The README table of each corpus's class mix in WORK: mean pixel share per class over its samples."""
+    from hisyngen.corpus import Corpus
+
+    folders = sorted(p.parent for p in (Path(work) / "corpora").glob("*/corpus.json"))
+    if not folders:
+        raise SystemExit(f"no corpora under {Path(work) / 'corpora'}")
+    classes = json.loads((folders[0] / "corpus.json").read_text())["spec"]["classes"]
+    lines = ["| corpus | samples | " + " | ".join(classes) + " | ignored (white background) |",
+             "|---|---|" + "---|" * (len(classes) + 1)]
+    for folder in folders:
+        rows = list(Corpus(folder).rows())
+        shares = np.mean([r["fractions"] + [r["ignore_fraction"]] for r in rows], axis=0) if rows else []
+        lines.append(f"| {folder.name} | {len(rows)} | " + " | ".join(f"{100 * v:.1f}%" for v in shares) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--render", metavar="RESULTS", help="print the README table of a results file and exit")
+    parser.add_argument("--class-mix", metavar="WORK",
+                        help="print the class mix (pixel share per class) of the corpora in a --work folder and exit")
     parser.add_argument("--source")
     parser.add_argument("--name", help="dataset name in the results")
     parser.add_argument("--work", help="working folder (corpora, exports, runs; reused between calls)")
@@ -312,6 +332,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         print(render(args.render))
+        return
+    if args.class_mix:
+        print(class_mix(args.class_mix))
         return
     if not (args.source and args.name and args.work):
         parser.error("--source, --name and --work are required (or --render)")
