@@ -265,14 +265,26 @@ def render(results_path: str) -> str:
                 values = [v for v in values if v == v]
                 if not values:
                     return "n/a"
-                return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+                return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
             cells = [stat([r["mIoU"] for r in runs]), stat([r["fwIoU"] for r in runs])]
             cells += [stat([r["IoU"][c] for r in runs]) for c in classes]
             minutes = np.mean([r["train_seconds"] for r in runs]) / 60
             lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + f" | {minutes:.0f} min |")
-        lines.append("")
+        lines += ["", *paired_differences(rows), ""]
     return "\n".join(lines)
+
+
+def paired_differences(rows: list[dict]) -> list[str]:
+    """mIoU differences the targets are about, paired by seed (the same training seed in both variants)."""
+    by_key = {(r["variant"], r["seed"]): r["mIoU"] for r in rows}
+    lines = []
+    for better, baseline in (("full", "onelabel"), ("filtered", "mosaic+bezier")):
+        seeds = sorted(s for v, s in by_key if v == better and (baseline, s) in by_key)
+        if seeds:
+            diffs = ", ".join(f"{by_key[(better, s)] - by_key[(baseline, s)]:+.1f} (seed {s})" for s in seeds)
+            lines.append(f"- mIoU `{better}` - `{baseline}`: {diffs}")
+    return lines
 
 
 def class_mix(work: str) -> str:
