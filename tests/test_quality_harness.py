@@ -54,3 +54,17 @@ def test_smoke_variants_train_evaluate_and_render(tmp_path):
         counts = sum(np.bincount(m.ravel(), minlength=256) for m in masks)
         expected = [100 * counts[c] / counts.sum() for c in (0, 1, 2, 3, 255)]
         assert np.allclose(shares, expected, atol=0.06), (name, shares, expected)
+
+    # with --source it adds the evaluation masks' shares (background excluded) and the majority-class floor
+    mix = subprocess.run([sys.executable, str(TOOL), "--class-mix", str(tmp_path / "work"), "--source", str(source)],
+                         capture_output=True, text=True)
+    assert mix.returncode == 0, mix.stderr
+    row = next(line for line in mix.stdout.splitlines() if line.startswith("| held-out masks"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    spec = get_spec("bcss-wsss")
+    masks = [np.asarray(Image.open(p)) for p in sorted(source.glob(f"*/{spec.mask_dir}/*.png"))]
+    assert len(masks) == int(cells[1]) == 3
+    counts = sum(np.bincount(m.ravel(), minlength=256)[:spec.num_classes] for m in masks)
+    expected = 100 * counts / counts.sum()
+    assert np.allclose([float(c.rstrip("%")) for c in cells[2:2 + spec.num_classes]], expected, atol=0.06)
+    assert f"mIoU {expected.max() / spec.num_classes:.1f} " in mix.stdout

@@ -23,7 +23,8 @@ recipe. Results are appended to a JSON file; ``--render FILE`` prints the README
     python tools/bench_quality.py --source ../shared/data/wsss4luad-mini --weak-from val --window 112 \\
         --stride 56 --name wsss4luad-mini --work /work/quality/wsss --iters 300 --results docs/quality.json
     python tools/bench_quality.py --render docs/quality.json
-    python tools/bench_quality.py --class-mix /work/quality/wsss    # what each variant trains on
+    python tools/bench_quality.py --class-mix /work/quality/bcss --source ../shared/data/bcss-wsss-mini
+        # what each variant trains on, and what it is evaluated on
 """
 
 from __future__ import annotations
@@ -287,9 +288,14 @@ def paired_differences(rows: list[dict]) -> list[str]:
     return lines
 
 
-def class_mix(work: str) -> str:
-    """The README table of each corpus's class mix in WORK: mean pixel share per class over its samples."""
+def class_mix(work: str, pairs: list[Any] | None = None, spec: Any = None) -> str:
+    """The README table of each corpus's class mix in WORK: mean pixel share per class over its samples.
+
+    With the evaluation ``pairs`` (and their ``spec``) it adds their pixel shares, background excluded,
+    and the mIoU of predicting the majority class everywhere: the floor a trained model must beat.
+    """
     from hisyngen.corpus import Corpus
+    from hisyngen.imageio import read_mask
 
     folders = sorted(p.parent for p in (Path(work) / "corpora").glob("*/corpus.json"))
     if not folders:
@@ -301,6 +307,17 @@ def class_mix(work: str) -> str:
         rows = list(Corpus(folder).rows())
         shares = np.mean([r["fractions"] + [r["ignore_fraction"]] for r in rows], axis=0) if rows else []
         lines.append(f"| {folder.name} | {len(rows)} | " + " | ".join(f"{100 * v:.1f}%" for v in shares) + " |")
+    if pairs:
+        c = spec.num_classes
+        counts = np.zeros(c, np.int64)
+        for record in pairs:
+            gt = read_mask(record.mask_path, spec).ravel()
+            counts += np.bincount(gt[gt < c], minlength=c)[:c]
+        shares = counts / counts.sum()
+        lines.append(f"| held-out masks (evaluation) | {len(pairs)} | " + " | ".join(f"{100 * v:.1f}%" for v in shares)
+                     + " | excluded |")
+        lines += ["", f"Predicting {spec.classes[int(shares.argmax())]} everywhere scores mIoU "
+                  f"{100 * shares.max() / c:.1f} on the held-out masks (IoU = its pixel share, 0 for the others)."]
     return "\n".join(lines)
 
 
@@ -308,7 +325,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--render", metavar="RESULTS", help="print the README table of a results file and exit")
     parser.add_argument("--class-mix", metavar="WORK",
-                        help="print the class mix (pixel share per class) of the corpora in a --work folder and exit")
+                        help="print the class mix (pixel share per class) of the corpora in a --work folder and exit; "
+                             "with --source (and --weak-from ...), the evaluation masks' too")
     parser.add_argument("--source")
     parser.add_argument("--name", help="dataset name in the results")
     parser.add_argument("--work", help="working folder (corpora, exports, runs; reused between calls)")
@@ -346,7 +364,11 @@ def main() -> None:
         print(render(args.render))
         return
     if args.class_mix:
-        print(class_mix(args.class_mix))
+        if args.source:  # also the evaluation masks (the weak-patch split is the one cached in WORK)
+            source = prepare_source(args, Path(args.class_mix))
+            print(class_mix(args.class_mix, eval_pairs(source), source.spec))
+        else:
+            print(class_mix(args.class_mix))
         return
     if not (args.source and args.name and args.work):
         parser.error("--source, --name and --work are required (or --render)")
