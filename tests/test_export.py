@@ -303,10 +303,38 @@ def test_mask_values_outside_the_spec_are_refused_naming_the_file(inputs, tmp_pa
     mask = read_mask(broken / "masks" / "bezier-s0-000002.png")
     mask[0, 0] = 4  # the background index: valid in ground truth, never in a synthetic mask
     (broken / "masks" / "bezier-s0-000002.png").write_bytes(encode_mask_png(mask, BCSS.mask_palette()))
-    out = tmp_path / "out"
+    out = tmp_path / "new" / "deep" / "out"
     with pytest.raises(HisynError, match=r"bezier-s0-000002\.png: mask values \[4\] are outside the bcss-wsss spec"):
         export_dataset([corpora[0], broken], source, fmt, out)
-    assert not out.exists() and leftovers(out) == []
+    assert not (tmp_path / "new").exists()  # nor the parent folders it made
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda rows: rows[:-1] + [rows[-1][:20]], r"manifest\.jsonl:6: not valid JSON"),
+    (lambda rows: rows[:2] + [json.dumps({k: v for k, v in json.loads(rows[2]).items() if k != "labels"})] + rows[3:],
+     r"manifest\.jsonl:3: \"labels\" must be 4 values of 0/1 .*got None"),
+    (lambda rows: [json.dumps(dict(json.loads(rows[0]), labels=[1, 0, 0, 0, 0, 0, 1]))] + rows[1:],
+     r"manifest\.jsonl:1: \"labels\" must be 4 values of 0/1"),
+])
+def test_a_damaged_manifest_is_refused_with_its_line(inputs, tmp_path, damage, message):
+    source, corpora = inputs
+    broken = copy_corpus(corpora[0], tmp_path / "broken")
+    rows = (broken / "manifest.jsonl").read_text().splitlines()
+    (broken / "manifest.jsonl").write_text("\n".join(damage(rows)) + "\n")
+    out = tmp_path / "deep" / "out"
+    for fmt in ("mmseg", "hf"):
+        with pytest.raises(HisynError, match=message):
+            export_dataset([broken], source, fmt, out)
+    assert not (tmp_path / "deep").exists()  # not even the parent folder it would have made
+
+
+def test_source_files_the_reader_skipped_are_reported(tmp_path):
+    source_root = tmp_path / "src"
+    make_source(source_root)
+    (sorted((source_root / "val" / "mask").iterdir())[0]).unlink()  # a val image without its mask
+    summary = export_dataset([], open_source(source_root), "mmseg", tmp_path / "out")
+    assert summary.counts["val"] == 1
+    assert any("1 x missing-mask not exported" in w for w in summary.warnings), summary.warnings
 
 
 def test_ground_truth_values_outside_the_spec_are_refused(tmp_path):

@@ -145,6 +145,15 @@ def test_push_to_a_taken_name_is_refused(exported, hub, tmp_path, private):
     assert hub.repos[("other", "taken")].branches["main"].files == {}
 
 
+def test_private_push_into_an_existing_public_repo_is_refused(exported, hub, tmp_path):
+    hub.add_repo("user/public", owner="user", private=False)
+    result = hisyngen(client_env(tmp_path, hub.url), "push", exported / "hf", "--repo-id", "user/public", "--private")
+    assert result.returncode == 1
+    assert "error: dataset user/public already exists and is public; --private would publish" in result.stderr
+    assert hub.repos[("user", "public")].branches["main"].files == {} and not hub.repos[("user", "public")].private
+    assert "POST /api/datasets/{repo}/commit/{rev}" not in hub.calls
+
+
 def test_push_with_a_bad_token_or_folder_is_refused(exported, hub, tmp_path):
     env = client_env(tmp_path, hub.url)
     result = hisyngen(env, "push", exported / "hf", "--repo-id", "user/tiny", "--token", "hf_wrong")

@@ -151,11 +151,20 @@ class ExportPlan:
         self.warnings = self._source_warnings()
 
     def _source_warnings(self) -> list[str]:
+        # Files the source reader skipped (a val image without its mask, an unparseable name...) are
+        # not exported; say so, or a user finds 13 val images where the folder holds 14.
+        by_kind: dict[str, list[Any]] = {}
+        for problem in self.source.problems:
+            if problem.kind == "missing-split":  # shows as an empty split in the counts
+                continue
+            by_kind.setdefault(problem.kind, []).append(problem)
+        warnings = [f"source {self.source.root}: {len(found)} x {kind} not exported, e.g. {found[0].path}: "
+                    f"{found[0].message} (`hisyngen inspect` lists all)" for kind, found in by_kind.items()]
         if not self.corpora:
-            return []
+            return warnings
         singles = [r for r in self.source.train if r.is_single_tissue]
         fingerprint = self.source.fingerprint(singles, with_mtime=False)
-        return [
+        return warnings + [
             f"{c.folder} was generated from another source than {self.source.root} "
             f"(fingerprint {c.config.source.get('fingerprint')} vs {fingerprint})"
             for c in self.corpora if c.config.source.get("fingerprint") != fingerprint
@@ -297,8 +306,10 @@ def _alive(pid: int) -> bool:
 def staged_output(out: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``out`` to build into; on success it becomes ``out``.
 
-    On any error the temporary folder is removed and an existing ``out`` is left untouched.
+    On any error the temporary folder is removed, an existing ``out`` is left untouched and parent
+    folders made for it are removed again.
     """
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in (*out.parent.glob(f".{out.name}.*.partial"), *out.parent.glob(f".{out.name}.*.old")):
         # Left behind by an export that was killed; the owner's pid is in the name, so a concurrent
@@ -322,6 +333,14 @@ def staged_output(out: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in made:  # innermost first; stops at one that is no longer empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
