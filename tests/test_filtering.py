@@ -58,6 +58,15 @@ def test_discriminator_learns_a_separable_toy_problem(tmp_path):
     assert report["curve"][report["best_epoch"] - 1]["val_accuracy"] == max(p["val_accuracy"] for p in report["curve"])
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_image_stops_training_with_one_line(tmp_path, workers):
+    real, fake = toy_sets(tmp_path, n=8)
+    Path(real.paths[3]).write_bytes(Path(real.paths[3]).read_bytes()[:60])  # truncated PNG
+    with pytest.raises(HisynError) as caught:  # with workers, too: not torch's multi-line RuntimeError
+        fit(real, fake, TrainConfig(epochs=1, batch_size=4, image_size=32, num_workers=workers))
+    assert str(caught.value).startswith(f"{real.paths[3]}: ") and "\n" not in str(caught.value)
+
+
 def test_training_is_deterministic_for_a_seed(tmp_path):
     real, fake = toy_sets(tmp_path, n=12)
     config = TrainConfig(epochs=1, batch_size=8, image_size=32, seed=3)
@@ -176,6 +185,10 @@ def test_a_hopeless_filter_stops_after_the_probe(source, tmp_path, monkeypatch):
     with pytest.raises(HisynError, match=r"stopped at this rate: kept \d+ of 1,000 from 16 candidates") as stop:
         filter_corpus(source, strategy, model, tmp_path / "c", count=1000, max_attempts=1200, batch_size=8, workers=0)
     assert stop.value.summary.attempted == 16
+    # nothing passes at all: the message says so instead of "~inf candidates"
+    with pytest.raises(HisynError, match=r"acceptance rate 0\.000%, no candidate scored above --threshold 0\.999999"):
+        filter_corpus(source, strategy, model, tmp_path / "c0", count=4, max_attempts=16, batch_size=8, workers=0,
+                      threshold=0.999999)
 
 
 def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):

@@ -83,7 +83,8 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threshold", default=0.5, show_default=True, type=float, help="Keep samples with p_real above this.")
 @click.option("--max-attempts", default=None, type=int,
-              help="Give up after this many candidates [default: max(20 x count, 2000)].")
+              help="Give up after this many candidates, counted in whole --batch-size batches "
+                   "[default: 1000 x count, a 0.1% acceptance floor].")
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Scoring batch (part of the corpus identity).")
 @click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=0),
               help="Generation processes running ahead of the scorer (0 = generate in the main process).")

@@ -110,6 +110,8 @@ def realism_report(
         if tuple(corpus.spec.classes) != tuple(source.spec.classes):
             raise HisynError(f"{folder} was made for classes {list(corpus.spec.classes)}, not {list(source.spec.classes)}")
         rows = list(corpus.rows())
+        if len(rows) < 4:  # half of them are held out: each half needs images
+            raise HisynError(f"{folder} has {len(rows)} images; a realism report needs at least 4 per corpus")
         picks = np.unique(np.linspace(0, len(rows) - 1, min(max_images, len(rows))).round().astype(int))
         sets.append(ImageSet(label=1 - REAL, size=config.image_size, paths=tuple(corpus.image_path(rows[i]) for i in picks)))
         filter_info = corpus.config.filter or {}

@@ -8,13 +8,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from hisyngen.errors import HisynError
+from hisyngen.errors import HisynError, ImageReadError
 from hisyngen.filtering.data import ImageSet, LabelledImages, split_items
 from hisyngen.filtering.model import REAL, Discriminator
 
@@ -87,7 +87,10 @@ def seeded_model(seed: int) -> Discriminator:
         return Discriminator()
 
 
-def _collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _collate(batch: list[tuple[Any, int]]) -> tuple[torch.Tensor, torch.Tensor] | ImageReadError:
+    failed = next((b[0] for b in batch if isinstance(b[0], ImageReadError)), None)
+    if failed is not None:
+        return failed  # raised by _Batches in the main process
     images = torch.from_numpy(np.stack([b[0] for b in batch]))
     labels = torch.tensor([b[1] for b in batch], dtype=torch.long)
     return images, labels
@@ -99,13 +102,52 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
+class _CatchUnreadable:
+    """The dataset, handing an unreadable image's ImageReadError back as the item instead of raising.
+
+    A DataLoader worker's exception reaches the main process rebuilt from its formatted traceback
+    (a multi-line RuntimeError for ours); returned as data, it arrives intact and one line long.
+    """
+
+    def __init__(self, dataset: LabelledImages) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, position: int) -> tuple[Any, int]:
+        try:
+            return self.dataset[position]
+        except ImageReadError as exc:
+            return exc, -1
+
+
+class _Batches:
+    """Iterates a DataLoader over :class:`_CatchUnreadable`, raising the errors it hands back."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.loader:
+            if isinstance(batch, ImageReadError):
+                raise batch
+            yield batch
+
+
 def _loader(dataset: LabelledImages, order: list[int], batch_size: int, num_workers: int,
-            training: bool = False) -> torch.utils.data.DataLoader:
+            training: bool = False) -> _Batches:
     # BatchNorm cannot train on a batch of one image: drop a trailing singleton batch.
     drop_last = training and len(order) % batch_size == 1
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers,
-                                       collate_fn=_collate, worker_init_fn=_worker_init if num_workers else None,
-                                       persistent_workers=False, drop_last=drop_last)
+    # Spawned, not forked, workers: a fork of a process that already runs threads (torch's, an HTTP
+    # client's) can deadlock in the child; spawning costs a second or two per loader.
+    return _Batches(torch.utils.data.DataLoader(
+        _CatchUnreadable(dataset), batch_size=batch_size, sampler=order, num_workers=num_workers, collate_fn=_collate,
+        worker_init_fn=_worker_init if num_workers else None, persistent_workers=False, drop_last=drop_last,
+        multiprocessing_context="spawn" if num_workers else None))
 
 
 def _random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
