@@ -77,7 +77,17 @@ class CorpusConfig:
 
     def differences(self, other: "CorpusConfig") -> list[str]:
         mine, theirs = self.identity(), other.identity()
-        return [f"{k}: {_short(mine[k])} vs {_short(theirs[k])}" for k in mine if mine[k] != theirs[k]]
+        found = []
+        for key in mine:
+            a, b = mine[key], theirs[key]
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):  # name the entries that differ, not a cut-off dict
+                found += [f"{key}.{k}: {_short(a.get(k))} vs {_short(b.get(k))}" for k in sorted({*a, *b}, key=str)
+                          if a.get(k) != b.get(k)]
+            else:
+                found.append(f"{key}: {_short(a)} vs {_short(b)}")
+        return found
 
     @classmethod
     def for_run(cls, source: Any, strategy: Any, seed: int, count: int, shard: tuple[int, int] | None = None,
@@ -126,10 +136,26 @@ class Corpus:
         """Manifest rows in index order, streamed (a complete corpus only)."""
         if not self.complete:
             raise HisynError(f"{self.folder} is incomplete (no manifest.jsonl): rerun the command that made it to finish it")
-        with open(self.folder / "manifest.jsonl", encoding="utf-8") as handle:
-            for line in handle:
+        manifest = self.folder / "manifest.jsonl"
+        with open(manifest, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
                 if line.strip():
-                    yield json.loads(line)
+                    yield self._checked_row(line, f"{manifest}:{number}")
+
+    def _checked_row(self, line: str, where: str) -> dict[str, Any]:
+        """One manifest row, refused with a one-line error when it lacks what readers rely on."""
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HisynError(f"{where}: not valid JSON ({exc.msg}); the manifest is damaged") from None
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
+            raise HisynError(f"{where}: a manifest row needs a sample \"id\"")
+        labels = row.get("labels")
+        if (not isinstance(labels, list) or len(labels) != self.spec.num_classes
+                or any(v not in (0, 1) or isinstance(v, bool) for v in labels)):
+            raise HisynError(f"{where}: \"labels\" must be {self.spec.num_classes} values of 0/1 "
+                             f"(one per class of {self.spec.name}), got {labels!r}")
+        return row
 
     def __len__(self) -> int:
         with open(self.folder / "manifest.jsonl", "rb") as handle:
@@ -289,10 +315,24 @@ _WORKER: SampleWriter | None = None
 
 
 def init_worker_process() -> None:
-    """Settings of a generation worker process: parallelism comes from the processes themselves."""
+    """Settings of a generation worker process: parallelism comes from the processes themselves.
+
+    A worker also exits when its parent dies: after a ``kill -9`` of the command, orphans would
+    live on (and could still be writing into the folder a rerun resumes).
+    """
+    import threading
+
     import cv2
 
     cv2.setNumThreads(1)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _init_worker(*args: Any) -> None:
@@ -353,6 +393,15 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
+def small_pool_warnings(pack: Any, classes: tuple[str, ...]) -> list[str]:
+    """A warning per class with some but few single-tissue sources: its synthetic tissue repeats them."""
+    from hisyngen.sources.inspect import DEFAULT_MIN_POOL
+
+    return [f"class {name} has only {len(pack.by_class[c])} single-tissue source(s) (< {DEFAULT_MIN_POOL}): its "
+            "synthetic tissue will repeat them" for c, name in enumerate(classes)
+            if 0 < len(pack.by_class[c]) < DEFAULT_MIN_POOL]
+
+
 def synthesize(
     source: Any,
     strategy: Any,
@@ -382,6 +431,8 @@ def synthesize(
     started = time.perf_counter()
     config = CorpusConfig.for_run(source, strategy, seed, count, shard=shard)
     indices = config.index_range()
+    if not indices:
+        raise HisynError(f"--shard {shard[0]}/{shard[1]} of {count} samples holds none; use at most {count} shards")  # type: ignore[index]
     chunks = chunk_ranges(indices)
     summary = SynthSummary(out=str(out), strategy=strategy.name, count=count, indices=list(indices[:1]) + list(indices[-1:]),
                            generated=0, resumed=0, seconds=0.0, complete=True)
@@ -390,7 +441,7 @@ def synthesize(
         summary.seconds = time.perf_counter() - started
         return summary
     pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
-    summary.problems = [str(p) for p in problems]
+    summary.problems = [str(p) for p in problems] + small_pool_warnings(pack, source.spec.classes)
     strategy.check_pool(pack, source.spec.classes)
     prepare_output(out, config)
     remove_temporaries(out)
@@ -453,6 +504,9 @@ def merge_corpora(shards: list[str | Path], out: str | Path, progress: bool = Fa
                     for kind, path in (("images", corpus.image_path(row)), ("masks", corpus.mask_path(row))):
                         target = out / kind / path.name
                         if not target.is_file():
+                            if not path.is_file():
+                                raise HisynError(f"{path} is missing from shard {corpus.folder}; rerun its synth "
+                                                 "command (it repairs nothing that is listed) or make the shard again")
                             atomic_write_bytes(target, path.read_bytes())
                             copied += 1
                     handle.write(json.dumps(row, separators=(",", ":")) + "\n")

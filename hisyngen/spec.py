@@ -131,8 +131,11 @@ class DatasetSpec:
         split_dirs = data.get("split_dirs")
         kwargs: dict[str, Any] = {}
         if split_dirs is not None:
-            if not isinstance(split_dirs, Mapping):
-                raise HisynError(f"{origin}: 'split_dirs' must map split names to folder lists")
+            if not isinstance(split_dirs, Mapping) or not all(
+                    isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                    for v in split_dirs.values()):
+                raise HisynError(f"{origin}: 'split_dirs' must map split names to a folder name or a list of them, "
+                                 "e.g. {train: [train, training], val: [val]}")
             kwargs["split_dirs"] = {
                 str(k): (v,) if isinstance(v, str) else tuple(str(x) for x in v)
                 for k, v in split_dirs.items()

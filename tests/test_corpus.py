@@ -115,6 +115,13 @@ def test_kill_minus_9_then_resume_gives_identical_output(source, tmp_path):
     assert tree(out) == tree(tmp_path / "ref")
 
 
+def test_small_pools_are_warned_about(source, tmp_path):
+    summary = synthesize(source, make_strategy("onelabel", {"size": 32}), tmp_path / "c", 4, seed=0)
+    # LABELS: TUM 2, STR 1, LYM 1, NEC 2 single-tissue sources, all under 10
+    assert [w.split(" has only ")[0] for w in summary.problems] == ["class TUM", "class STR", "class LYM", "class NEC"]
+    assert "class STR has only 1 single-tissue source(s)" in summary.problems[1]
+
+
 def test_folders_holding_something_else_are_refused(source, tmp_path):
     strategy = make_strategy("onelabel", {"size": 32})
     synthesize(source, strategy, tmp_path / "c", 10, seed=0)
@@ -122,6 +129,8 @@ def test_folders_holding_something_else_are_refused(source, tmp_path):
         synthesize(source, strategy, tmp_path / "c", 10, seed=1)
     with pytest.raises(HisynError, match="holds a different corpus.*strategy"):
         synthesize(source, make_strategy("gridded", {"size": 32}), tmp_path / "c", 10, seed=0)
+    with pytest.raises(HisynError, match=r"holds a different corpus.*params\.size: 32 vs 24"):  # the entry that differs
+        synthesize(source, make_strategy("onelabel", {"size": 24}), tmp_path / "c", 10, seed=0)
     (tmp_path / "random").mkdir()
     (tmp_path / "random" / "notes.txt").write_text("mine")
     with pytest.raises(HisynError, match="not an empty folder or a hisyngen corpus"):
@@ -143,6 +152,11 @@ def test_merge_refuses_incomplete_or_foreign_shard_sets(source, tmp_path):
         merge_corpora([tmp_path / "s0", tmp_path / "s0", tmp_path / "s1"], tmp_path / "m3")
     result = merge_corpora([tmp_path / f"s{i}" for i in range(3)], tmp_path / "m")
     assert result["count"] == 30 and len(Corpus(tmp_path / "m")) == 30
+    (tmp_path / "s1" / "images" / f"{next(Corpus(tmp_path / 's1').rows())['id']}.png").unlink()
+    with pytest.raises(HisynError, match=r"onelabel-s0-000010\.png is missing from shard .*s1"):
+        merge_corpora([tmp_path / f"s{i}" for i in range(3)], tmp_path / "m4")
+    with pytest.raises(HisynError, match="--shard 3/5 of 2 samples holds none; use at most 2 shards"):
+        synthesize(source, strategy, tmp_path / "empty", 2, seed=0, shard=(3, 5))
 
 
 def test_cli_synth_preview_and_errors(source, tmp_path):

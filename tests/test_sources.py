@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -168,6 +169,18 @@ def test_bad_manifests(tmp_path):
     (tmp_path / "m.jsonl").write_text("{not json\n")
     with pytest.raises(HisynError, match="m.jsonl:1"):
         open_source(tmp_path / "m.jsonl")
+    (tmp_path / "latin1.csv").write_bytes("path,labels\nb\xe9b\xe9.png,1 0\n".encode("latin-1"))
+    with pytest.raises(HisynError, match="latin1.csv: not a UTF-8 text manifest"):
+        open_source(tmp_path / "latin1.csv")
+
+
+def test_csv_manifest_with_semicolon_class_names_and_jsonl_vectors(tmp_path):
+    for name in ("a", "b"):
+        write_rgb(tmp_path / f"{name}.png", tissue_image(0))
+    (tmp_path / "m.csv").write_text("path,labels\na.png,TUM;STR\n")
+    assert [r.labels for r in open_source(tmp_path / "m.csv", dataset="bcss-wsss").train] == [(1, 1, 0, 0)]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"path": "b.png", "labels": [0, 0, 1, 0]}) + "\n")
+    assert [r.labels for r in open_source(tmp_path / "m.jsonl", dataset="bcss-wsss").train] == [(0, 0, 1, 0)]
 
 
 # --- background and pools ------------------------------------------------------------------
@@ -218,15 +231,22 @@ def test_inspect_reports_every_bad_input(tmp_path):
     Image.fromarray(np.zeros((8, 8, 4), np.uint8), "RGBA").save(train / "rgba-[0 0 1 0].png")
     write_mask(tmp_path / "val" / "mask" / "val1.png", np.full((16, 16), 1, np.uint8))  # wrong size
     write_mask(tmp_path / "val" / "mask" / "val2.png", np.full((32, 32), 9, np.uint8))  # value 9 not in spec
+    (tmp_path / "val" / "img" / "val0.png").write_bytes(b"\x89PNG garbage")  # an unreadable val image
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(train / "deep-[0 0 1 0].png")  # 16-bit grayscale
+    Image.fromarray(np.full((8, 8), 90, np.uint8), "L").save(train / "gray-[0 0 1 0].png")
+    Image.fromarray(np.zeros((8, 8), np.uint8), "P").save(train / "palette-[0 0 1 0].png")
     report = inspect_source(open_source(tmp_path), min_pool=2)
     counts = report["warning_counts"]
-    assert counts["unreadable"] == 1 and counts["converted"] == 1
+    assert counts["unreadable"] == 2 and counts["converted"] == 4
+    converted = {Path(w["path"]).name: w["message"] for w in report["warnings"] if w["kind"] == "converted"}
+    assert set(converted) == {"rgba-[0 0 1 0].png", "deep-[0 0 1 0].png", "gray-[0 0 1 0].png", "palette-[0 0 1 0].png"}
+    assert any(w["kind"] == "unreadable" and w["path"].endswith("val0.png") for w in report["warnings"])
     assert counts["size-mismatch"] == 1 and counts["mask-values"] == 1
     by_kind = {w["kind"]: w for w in report["warnings"]}
     assert by_kind["size-mismatch"]["path"].endswith("val1.png") and "16x16" in by_kind["size-mismatch"]["message"]
     assert "[9]" in by_kind["mask-values"]["message"]
-    assert report["usable_train"] == 5  # 5 written + 1 RGBA - 1 truncated
-    assert report["single_tissue"] == {"TE": 0, "NEC": 1, "LYM": 1, "TAS": 1}
+    assert report["usable_train"] == 8  # 5 written + RGBA, 16-bit, gray, palette - 1 truncated
+    assert report["single_tissue"] == {"TE": 0, "NEC": 1, "LYM": 4, "TAS": 1}
     assert any(w["kind"] == "small-pool" and "TE" in w["message"] for w in report["warnings"])
     # fixture mask: rows 0-7 background (8x32), then left/right halves of 24 rows (24x16 each)
     assert report["mask_histogram"]["test"] == {"TE": 384, "NEC": 384, "background": 256}

@@ -61,6 +61,7 @@ def test_custom_spec_json_roundtrip(tmp_path):
         ({"classes": []}, "non-empty"),
         ({"classes": ["a"], "colour": 1}, "unknown spec keys"),
         ({"classes": ["a"], "label_format": "xml"}, "label_format"),
+        ({"classes": ["a"], "split_dirs": {"train": 5}}, "'split_dirs' must map split names to a folder name or a list"),
     ],
 )
 def test_invalid_specs_are_refused(data, message):

@@ -115,6 +115,39 @@ def test_sources_smaller_than_tiles_are_padded():
         assert sample.image.shape == (224, 224, 3) and set(np.unique(sample.mask)) <= {0, 1, 255}
 
 
+def test_defaults_are_the_papers():
+    # SPEC.md sections 3-4: the numbers the paper (and its reference code) used
+    common = {"size": 224, "background_policy": "ignore", "max_background": 0.8}
+    mosaic = {"grid": 2, "anchor": [0.2, 0.8], "flip_p": 0.8, "ssr_p": 0.8, "shift": 0.0625, "scale": [0.8, 1.2],
+              "rotate": 45.0}
+    assert make_strategy("mosaic").params().items() >= {**common, **mosaic}.items()
+    assert make_strategy("mosaic-nosplice").params().items() >= {**common, **mosaic, "grid": 1}.items()
+    bezier = {"points": 5, "rad": 0.2, "edgy": 0.05, "min_spacing": 0.7, "pairs": None}
+    assert make_strategy("bezier").params().items() >= {**common, **bezier}.items()
+    assert make_strategy("gridded").params()["grid"] == 2
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_resized_masks_stay_class_indices(name):
+    # Sources of another size than the output are resampled (bicubic/bilinear images): masks must
+    # be resampled nearest, or the white corners' 255 would blend into in-between values.
+    pool = flat_pool([2, 2, 2], size=(70, 90), white_corner=25)
+    strategy = make_strategy(name, {"size": 200})
+    for index in range(8):
+        sample = strategy.generate(pool, sample_rng(0, name, index))
+        assert set(np.unique(sample.mask).tolist()) <= {0, 1, 2, 255}, name
+
+
+@pytest.mark.parametrize("name", ["onelabel", "bezier", "cutmix"])
+def test_whole_sources_above_the_background_limit_are_redrawn(name):
+    pool = flat_pool([3, 3], white_corner=0)
+    pool.backgrounds[0][:] = True  # source 0 is all background
+    pool.images[0][:] = 255
+    strategy = make_strategy(name, {"size": 64, "max_background": 0.8})
+    for i in range(30):
+        assert 0 not in strategy.generate(pool, sample_rng(0, name, i)).sources
+
+
 def test_tiles_above_the_background_limit_are_redrawn():
     pool = flat_pool([2, 2], white_corner=0)
     pool.backgrounds[0][:] = True  # source 0 is all background
@@ -159,8 +192,13 @@ def test_bezier_uses_two_different_classes_and_respects_pairs():
         ("mosaic", {"anchor": "0.6,0.4"}, "anchor range"),
         ("mosaic", {"anchor": "0.2,1.0"}, "anchor range"),
         ("bezier", {"points": 2}, "points must be an integer >= 3"),
-        ("bezier", {"size": 0}, "size must be a positive"),
-        ("gridded", {"size": -4}, "size must be a positive"),
+        ("bezier", {"size": 0}, "size must be an integer in 1..8192"),
+        ("gridded", {"size": -4}, "size must be an integer in 1..8192"),
+        ("onelabel", {"size": 100000}, "size must be an integer in 1..8192"),
+        ("bezier", {"min_spacing": 50}, r"min_spacing must be in \[0, 2\]"),
+        ("bezier", {"min_spacing": float("nan")}, r"min_spacing must be in \[0, 2\]"),
+        ("bezier", {"max_tries": 10 ** 12}, "max_tries must be an integer in 1..100000"),
+        ("mosaic-nosplice", {"grid": 3}, "grid is 1 for mosaic-nosplice"),
         ("mosaic", {"flip_p": 1.5}, "probability"),
         ("mosaic", {"colour": 1}, "has no parameter 'colour'"),
         ("bezier", {"points": "many"}, "not a valid int"),

@@ -25,6 +25,10 @@ class HisynGroup(click.Group):
         except HisynError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # a folder that cannot be created, a full disk, no permission: the user's to fix
+            where = f": {exc.filename}" if exc.filename and str(exc.filename) not in str(exc) else ""
+            click.echo(f"error: {exc}{where}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted (rerun the same command to resume where it applies)", err=True)
             ctx.exit(130)

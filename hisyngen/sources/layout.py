@@ -336,7 +336,10 @@ def _read_folder(root: Path, spec: DatasetSpec | None) -> Source:
 
 
 def _manifest_rows(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HisynError(f"{path}: not a UTF-8 text manifest (byte {exc.start}); save it as UTF-8 CSV or JSONL") from None
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if reader.fieldnames is None or "path" not in reader.fieldnames or "labels" not in reader.fieldnames:

@@ -40,6 +40,10 @@ class Pool(Protocol):
     def background(self, index: int) -> np.ndarray: ...
 
 
+MAX_SIZE = 8192
+"""Largest output side: one sample is several arrays of size^2 pixels (8192 px: ~200 MB each)."""
+
+
 @dataclass
 class Sample:
     """A synthetic image, its exact mask and where every part came from."""
@@ -95,8 +99,8 @@ class Strategy:
     def problems(self) -> list[str]:
         """Why these parameters are impossible (empty when they are fine); extended by subclasses."""
         out = []
-        if not isinstance(self.size, int) or self.size <= 0:
-            out.append(f"size must be a positive integer, got {self.size!r}")
+        if not isinstance(self.size, int) or not 0 < self.size <= MAX_SIZE:
+            out.append(f"size must be an integer in 1..{MAX_SIZE}, got {self.size!r}")
         if self.background_policy not in BACKGROUND_POLICIES:
             out.append(f"background_policy must be one of {BACKGROUND_POLICIES}, got {self.background_policy!r}")
         if not 0.0 < self.max_background <= 1.0:

@@ -96,10 +96,12 @@ class Bezier(Strategy):
             out.append(f"rad must be in (0, 1], got {self.rad}")
         if self.edgy < 0:
             out.append(f"edgy must be >= 0, got {self.edgy}")
-        if self.min_spacing < 0:
-            out.append(f"min_spacing must be >= 0, got {self.min_spacing}")
-        if self.max_tries < 1:
-            out.append(f"max_tries must be >= 1, got {self.max_tries}")
+        # Consecutive points of a loop in the unit square cannot all be far apart (a loop's length is
+        # at most about 4): beyond 2/n spacing the retries would almost always run out.
+        if not 0 <= self.min_spacing <= 2:
+            out.append(f"min_spacing must be in [0, 2] (spacing min_spacing/points), got {self.min_spacing}")
+        if not isinstance(self.max_tries, int) or not 1 <= self.max_tries <= 100_000:
+            out.append(f"max_tries must be an integer in 1..100000, got {self.max_tries!r}")
         return out
 
     def check_pool(self, pool: Pool, classes: tuple[str, ...]) -> None:

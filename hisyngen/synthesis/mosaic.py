@@ -218,6 +218,12 @@ class MosaicNoSplice(Mosaic):
     name: ClassVar[str] = "mosaic-nosplice"
     grid: int = 1
 
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if self.grid != 1:
+            out.append(f"grid is 1 for mosaic-nosplice (single images, no grids); use mosaic for grid {self.grid}")
+        return out
+
 
 @dataclass(frozen=True)
 class Gridded(Strategy):
