@@ -12,8 +12,9 @@ num_classes = get_spec('bcss-wsss').num_classes
 data_root = 'data/bcss-wsss-export'
 
 # Epochs -> iterations (see _base_/hisynseg_schedule.py). Paper export: 7,200 filtered images per
-# strategy x (Mosaic, Bezier). For another export size set train_cfg.max_iters/val_interval and
-# default_hooks.checkpoint.interval, or use `hisyngen train --epochs`.
+# strategy x (Mosaic, Bezier). `hisyngen train` recomputes the iterations for the
+# export it trains on; with the stock train.py on another export size set train_cfg.max_iters,
+# train_cfg.val_interval and default_hooks.checkpoint.interval.
 num_synthetic = 14400
 synthetic_per_step = 32
 epochs = 25

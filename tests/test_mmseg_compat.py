@@ -15,6 +15,7 @@ from hisyngen.configs import (data_root_options, iterations_for_epochs, mmseg_co
 from hisyngen.errors import HisynError
 from hisyngen.mmseg import compat
 from hisyngen.mmseg.segmentors import sliding_windows
+from mmseg_fixtures import write_tiny_export
 
 LN3 = math.log(3.0)
 
@@ -170,6 +171,33 @@ def test_cli_reports_user_errors_on_one_line(tmp_path):
     assert result.exit_code == 1 and "not a hisyngen MMSeg export" in result.output
     result = CliRunner().invoke(group, ["pseudo-label", "smoke", "x.pth", "--source", str(tmp_path / "none")])
     assert result.exit_code == 1 and "MMSeg export not found" in result.output
+
+
+def test_train_plan_follows_the_export_size_classes_and_gpus(tmp_path):
+    from hisyngen.cli.mmseg import _load_config, export_options, schedule_options
+    from hisyngen.spec import WSSS4LUAD
+
+    export = write_tiny_export(tmp_path / "bcss")  # 4 synthetic images, BCSS classes
+    paper = _load_config(mmseg_config_path("bcss-wsss"))
+    # the paper config (25 epochs of 14,400 images at 32 per step) rescaled to this export:
+    # 25 x ceil(4 / 32) = 25 iterations; on 4 GPUs each takes 64 / 4 = 16 images per step
+    options, _ = schedule_options(paper, str(export), 1, None)
+    assert options == ["train_cfg.max_iters=25", "train_cfg.val_interval=1", "default_hooks.checkpoint.interval=1"]
+    options, _ = schedule_options(paper, str(export), 4, 2)
+    assert options == ["train_dataloader.batch_size=16", "train_cfg.max_iters=2", "train_cfg.val_interval=1",
+                       "default_hooks.checkpoint.interval=1"]
+    with pytest.raises(HisynError, match="batch of 64 images per step does not split over 3 GPUs"):
+        schedule_options(paper, str(export), 3, None)
+    # a config with its own iteration count (smoke: 4) keeps it
+    smoke = _load_config(mmseg_config_path("smoke"))
+    assert schedule_options(smoke, str(export), 1, None) == ([], [])
+
+    assert export_options(smoke, str(export))[0] == data_root_options(export)  # BCSS head, BCSS export
+    luad = write_tiny_export(tmp_path / "wsss", spec=WSSS4LUAD)
+    options, notes = export_options(smoke, str(luad))
+    assert options[-1] == "model.decode_head.num_classes=3" and "tumor, stroma, normal" in notes[0]
+    with pytest.raises(HisynError, match=r"MMSeg export not found: .* \(the config's data_root; pass --data-root"):
+        export_options(smoke, None)
 
 
 # ---- evaluation segmentor ---------------------------------------------------------------------

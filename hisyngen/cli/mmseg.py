@@ -34,35 +34,73 @@ def _run(argv: list[str]) -> None:
         raise SystemExit(code)
 
 
-def _data_root_options(data_root: str | None) -> list[str]:
-    from hisyngen.configs import data_root_options
-
-    if data_root is None:
-        return []
-    if not (Path(data_root) / "metainfo.json").is_file():
-        raise HisynError(f"{data_root} is not a hisyngen MMSeg export (no metainfo.json)")
-    return data_root_options(data_root)
-
-
-def _epoch_options(config: Path, data_root: str | None, epochs: float) -> list[str]:
-    """cfg-options setting max_iters, val and checkpoint intervals for ``epochs`` synthetic passes."""
+def _load_config(path: Path):  # noqa: ANN202 (mmengine Config)
     from mmengine.config import Config
 
+    try:
+        return Config.fromfile(str(path), import_custom_modules=False)
+    except Exception as exc:  # a user's config file with a syntax or key error
+        raise HisynError(f"cannot read config {path}: {' '.join(str(exc).split())}") from None
+
+
+def export_options(cfg, data_root: str | None) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """cfg-options pointing ``cfg`` at the export (``data_root`` or the config's own), and notes.
+
+    The export must exist and be an MMSeg export; the decode head gets the export's class count
+    (the datasets take classes from its ``metainfo.json``, so the head must agree).
+    """
+    from hisyngen.configs import data_root_options
+    from hisyngen.mmseg.datasets import read_export_metainfo
+
+    root = Path(data_root) if data_root else Path(cfg.train_dataloader.dataset.data_root)
+    try:
+        meta = read_export_metainfo(root)
+    except HisynError as exc:
+        hint = "" if data_root else " (the config's data_root; pass --data-root EXPORT)"
+        raise HisynError(f"{exc}{hint}") from None
+    options = data_root_options(root) if data_root else []
+    notes = []
+    head = cfg.model.get("decode_head", {})
+    if head.get("num_classes") != len(meta["classes"]):
+        options.append(f"model.decode_head.num_classes={len(meta['classes'])}")
+        notes.append(f"{len(meta['classes'])} classes ({', '.join(meta['classes'])}) from {root / 'metainfo.json'}")
+    return options, notes
+
+
+def schedule_options(cfg, data_root: str | None, gpus: int, epochs: float | None) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """cfg-options keeping the config's step across ``gpus`` processes and its epochs on this export.
+
+    ``train_dataloader.batch_size`` is per process: with N processes each takes 1/N of it, so a
+    step still holds the config's 32 + 32 images. An epoch is one pass over the export's synthetic
+    images: ``epochs`` (or, for a config whose schedule is ``epochs x ceil(num_synthetic /
+    synthetic_per_step)``, its own ``epochs``) becomes max_iters and the val/checkpoint interval.
+    """
     from hisyngen.configs import iterations_for_epochs
     from hisyngen.mmseg.datasets import read_ids
     from hisyngen.mmseg.samplers import split_batch
 
-    cfg = Config.fromfile(str(config), import_custom_modules=False)
     loader = cfg.train_dataloader
+    batch = int(loader.batch_size)
+    options, notes = [], []
+    if gpus > 1:
+        if batch % gpus:
+            raise HisynError(f"the config's batch of {batch} images per step does not split over {gpus} GPUs; "
+                             "pass --cfg-options train_dataloader.batch_size=N for N images per GPU")
+        options.append(f"train_dataloader.batch_size={batch // gpus}")
+        notes.append(f"{batch // gpus} images per GPU x {gpus} GPUs = the config's {batch} per step")
+    ratio = loader.get("batch_sampler", {}).get("ratio", (1, 1))
+    per_step, _ = split_batch(batch, ratio)
+    own = [cfg.get(k) for k in ("epochs", "num_synthetic", "synthetic_per_step")]
+    if epochs is None and all(own) and cfg.train_cfg.get("max_iters") == own[0] * -(-own[1] // own[2]):
+        epochs = own[0]
+    if epochs is None:
+        return options, notes
     root = Path(data_root or loader.dataset.data_root)
     num_synthetic = len(read_ids(root / "splits" / "train.txt"))
-    ratio = loader.get("batch_sampler", {}).get("ratio", (1, 1))
-    per_step, _ = split_batch(int(loader.batch_size), ratio)
     max_iters, per_epoch = iterations_for_epochs(num_synthetic, per_step, epochs)
-    click.echo(f"{epochs:g} epochs x ceil({num_synthetic} synthetic / {per_step} per step) = {max_iters} iterations",
-               err=True)
-    return [f"train_cfg.max_iters={max_iters}", f"train_cfg.val_interval={per_epoch}",
-            f"default_hooks.checkpoint.interval={per_epoch}"]
+    notes.append(f"{epochs:g} epochs x ceil({num_synthetic} synthetic / {per_step} per step) = {max_iters} iterations")
+    return options + [f"train_cfg.max_iters={max_iters}", f"train_cfg.val_interval={per_epoch}",
+                      f"default_hooks.checkpoint.interval={per_epoch}"], notes
 
 
 @click.command(context_settings=PASSTHROUGH)
@@ -70,7 +108,8 @@ def _epoch_options(config: Path, data_root: str | None, epochs: float) -> list[s
 @_common
 @click.option("--no-pretrained", is_flag=True, help="Start from random weights (no ImageNet download; offline use).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Train this many passes over the export's synthetic images (sets max_iters and intervals).")
+              help="Passes over the export's synthetic images (sets max_iters and the val/checkpoint interval) "
+                   "[default: the paper configs' own epochs, on this export's size].")
 @click.argument("mmseg_args", nargs=-1, type=click.UNPROCESSED)
 def train(config: str, data_root: str | None, gpus: int, no_pretrained: bool, epochs: float | None,
           mmseg_args: tuple[str, ...]) -> None:
@@ -89,11 +128,14 @@ def train(config: str, data_root: str | None, gpus: int, no_pretrained: bool, ep
     from hisyngen.configs import mmseg_config_path, tool_command
 
     path = mmseg_config_path(config)
-    options = _data_root_options(data_root)
+    cfg = _load_config(path)
+    options, notes = export_options(cfg, data_root)
+    more, schedule_notes = schedule_options(cfg, data_root, gpus, epochs)
+    options += more
     if no_pretrained:
         options.append("model.pretrained=None")
-    if epochs is not None:
-        options += _epoch_options(path, data_root, epochs)
+    for note in notes + schedule_notes:
+        click.echo(note, err=True)
     _run(tool_command("train", [str(path), *mmseg_args], cfg_options=options, nproc=gpus))
 
 
@@ -117,7 +159,7 @@ def test(config: str, checkpoint: str, data_root: str | None, gpus: int, mmseg_a
     path = mmseg_config_path(config)
     if not Path(checkpoint).is_file():
         raise HisynError(f"checkpoint not found: {checkpoint}")
-    options = _data_root_options(data_root)
+    options, _ = export_options(_load_config(path), data_root)
     _run(tool_command("test", [str(path), checkpoint, *mmseg_args], cfg_options=options, nproc=gpus))
 
 

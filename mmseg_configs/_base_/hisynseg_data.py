@@ -43,7 +43,7 @@ tta_pipeline = [
 ]
 
 # batch_size is per process: synthetic + real, split by MixedBatchSampler's ratio (paper: 32 + 32
-# on one GPU; with N GPUs use batch_size=64 // N to keep the paper's step).
+# on one GPU; `hisyngen train --gpus N` sets 64 // N per process, keeping the paper's step).
 train_dataloader = dict(
     batch_size=64,
     num_workers=4,
