@@ -33,24 +33,24 @@ from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
 
 DEFAULTS: dict[str, Any] = {
-    "dataset": None,  # force a built-in layout (wsss4luad, bcss-wsss, luad-histoseg); default: detect
-    "spec": None,  # or a YAML/JSON dataset spec file
+    "dataset": None,
+    "spec": None,
     "strategies": ["mosaic", "bezier"],
-    "count": None,  # kept samples per strategy; default: 7200 for bcss-wsss, else 3600 (the paper)
+    "count": None,
     "seed": 0,
-    "filter": True,  # train a discriminator per strategy and keep only samples it scores as real
-    "workers": None,  # synthesis processes; default: all CPUs
-    "device": "auto",  # discriminator device: auto (CUDA when available), cpu, cuda, cuda:1
-    "cache_dir": None,  # decoded single-tissue pool; default: OUT/cache
+    "filter": True,
+    "workers": None,
+    "device": "auto",
+    "cache_dir": None,
     "synthesis": {
         "size": 224,
         "background_policy": "ignore",
         "max_background": 0.8,
         "allow_missing_classes": False,
-        "params": {},  # per strategy, e.g. {bezier: {points: 12}}
+        "params": {},
     },
     "discriminator": {
-        "epochs": None,  # default: 5, or 3 for BCSS-WSSS Mosaic (the paper)
+        "epochs": None,
         "batch_size": 256,
         "lr": 0.001,
         "negatives": 1000,
@@ -58,18 +58,40 @@ DEFAULTS: dict[str, Any] = {
         "image_size": 224,
         "val_fraction": 0.2,
         "num_workers": 0,
-        "min_steps_per_epoch": 8,  # small sets: the batch is capped so an epoch has this many steps
+        "min_steps_per_epoch": 8,
     },
     "threshold": 0.5,
-    "max_attempts": None,  # per strategy; default: max(20 x count, 2000)
+    "max_attempts": None,
     "filter_batch_size": 64,
     "filter_workers": 1,
     "realism": {"enabled": True, "max_images": 500, "epochs": 3, "image_size": 224},
     "export": {"formats": ["mmseg", "hf"], "license": None, "tags": []},
-    "push_to_hub": None,  # user/name
+    "push_to_hub": None,
     "private": False,
     "revision": None,
 }
+
+NOTES: dict[str, str] = {
+    "dataset": "force a built-in layout (wsss4luad, bcss-wsss, luad-histoseg); null: detect",
+    "spec": "or a YAML/JSON dataset spec file",
+    "strategies": "any of `hisyngen synth --list-strategies`",
+    "count": "kept samples per strategy; null: 7200 for bcss-wsss, else 3600 (the paper)",
+    "filter": "train a discriminator per strategy and keep only samples it scores as real",
+    "workers": "synthesis processes; null: all CPUs",
+    "device": "discriminator device: auto (CUDA when available), cpu, cuda, cuda:1",
+    "cache_dir": "decoded single-tissue pool; null: OUT/cache",
+    "synthesis.background_policy": "ignore (white background -> 255) or tissue",
+    "synthesis.max_background": "redraw a tile or source with more white background than this",
+    "synthesis.params": "per strategy, e.g. {bezier: {points: 12}} (hisyngen synth --list-strategies)",
+    "discriminator.epochs": "null: 5, or 3 for BCSS-WSSS Mosaic (the paper)",
+    "discriminator.real_from": "real images: multi (two or more tissues), all, or a folder",
+    "discriminator.min_steps_per_epoch": "small sets: the batch is capped so an epoch has this many steps",
+    "threshold": "keep candidates with p_real above this",
+    "max_attempts": "candidates per strategy at most; null: 1000 x count (a 0.1% acceptance floor)",
+    "realism": "offline realism report: a judge discriminator, Frechet distance, KID",
+    "push_to_hub": "user/name",
+}
+"""What a setting of :data:`DEFAULTS` means (by dotted name), printed by ``--print-config``."""
 
 # Settings that change how a build runs (or when it gives up) but not what it produces.
 NOT_IDENTITY = ("workers", "device", "cache_dir", "push_to_hub", "private", "revision", "filter_workers", "max_attempts")
@@ -121,17 +143,36 @@ def _checked(name: str, default: Any, value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, bool):
         ok = isinstance(value, bool)
-    elif isinstance(default, (int, float)):
+    elif isinstance(default, int):  # 1.5 for a seed or a size would fail deep inside a stage
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif isinstance(default, list):
         ok = isinstance(value, list) or (key == "strategies" and isinstance(value, str))
+    elif key == "params":
+        return _checked_params(name, value)
     elif default is None or isinstance(default, str):
-        ok = isinstance(value, str) or key == "params"
+        ok = isinstance(value, str)
     else:
         ok = True
     if not ok:
-        expected = "an integer (or null for the default)" if key in _NUMERIC_OR_NONE else f"a value like {default!r}"
+        expected = ("an integer (or null for the default)" if key in _NUMERIC_OR_NONE
+                    else "an integer" if isinstance(default, int) and not isinstance(default, bool)
+                    else f"a value like {default!r}")
         raise HisynError(f"{name}: {value!r} is not valid; expected {expected}")
+    return copy.deepcopy(value)
+
+
+def _checked_params(name: str, value: Any) -> dict[str, dict[str, Any]]:
+    """``synthesis.params``: strategy name -> mapping of that strategy's parameters."""
+    from hisyngen.synthesis import STRATEGIES
+
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise HisynError(f"{name}: expected a mapping of strategy -> parameters, e.g. {{bezier: {{points: 12}}}}; "
+                         f"got {value!r}")
+    unknown = [k for k in value if k not in STRATEGIES]
+    if unknown:
+        raise HisynError(f"{name}: unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
     return copy.deepcopy(value)
 
 
@@ -153,12 +194,27 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> dict[str,
     return merge_config(config, overrides, "command line")
 
 
-def default_config_text() -> str:
-    """The defaults as commented YAML (``hisyngen build --print-config``)."""
+def config_text(config: dict[str, Any] | None = None) -> str:
+    """A build configuration (default: the defaults) as YAML with the :data:`NOTES` as comments
+    (``hisyngen build --print-config``)."""
     import yaml
 
-    return ("# hisyngen build configuration (defaults). Pass with --config FILE; command-line options win.\n"
-            + yaml.safe_dump(DEFAULTS, sort_keys=False, default_flow_style=False))
+    def emit(node: dict[str, Any], prefix: str, indent: str) -> list[str]:
+        lines = []
+        for key, value in node.items():
+            note = NOTES.get(prefix + key)
+            comment = f"  # {note}" if note else ""
+            if isinstance(value, dict) and value:
+                lines.append(f"{indent}{key}:{comment}")
+                lines += emit(value, f"{prefix}{key}.", indent + "  ")
+            else:
+                text = yaml.safe_dump(value, default_flow_style=True).strip()
+                text = text[: -len("...")].strip() if text.endswith("...") else text  # a scalar's end marker
+                lines.append(f"{indent}{key}: {text}{comment}")
+        return lines
+
+    lines = ["# hisyngen build configuration. Pass with --config FILE; command-line options win."]
+    return "\n".join(lines + emit(DEFAULTS if config is None else config, "", "")) + "\n"
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +279,40 @@ class Build:
             raise HisynError("push_to_hub needs the hf export format")
         self.cache_dir = Path(config["cache_dir"]) if config["cache_dir"] else self.out / "cache"
         self.strategy_objects = {name: self._strategy(name) for name in self.strategies}  # validates params early
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Refuse bad settings before anything is written: a late failure would leave a build folder
+        whose stored settings then refuse the corrected rerun."""
+        from hisyngen.filtering.data import REAL_FROM
+
+        c = self.config
+        problems = []
+        if c["workers"] is not None and c["workers"] < 1:
+            problems.append(f"workers must be >= 1, got {c['workers']}")
+        if c["filter"]:
+            if not 0.0 < c["threshold"] < 1.0:
+                problems.append(f"threshold must be in (0, 1), got {c['threshold']}")
+            if c["max_attempts"] is not None and c["max_attempts"] < self.count:
+                problems.append(f"max_attempts ({c['max_attempts']}) is smaller than count ({self.count})")
+            if c["filter_batch_size"] < 1 or c["filter_workers"] < 0:
+                problems.append("filter_batch_size must be >= 1 and filter_workers >= 0")
+        real_from = c["discriminator"]["real_from"]
+        if (c["filter"] or c["realism"]["enabled"]) and real_from not in REAL_FROM and not Path(real_from).is_dir():
+            problems.append(f"discriminator.real_from must be one of {', '.join(REAL_FROM)} or a folder of real "
+                            f"images, got {real_from!r}")
+        if c["realism"]["enabled"] and c["realism"]["max_images"] < 4:
+            problems.append(f"realism.max_images must be >= 4, got {c['realism']['max_images']}")
+        if problems:
+            raise HisynError("; ".join(problems))
+        try:
+            if c["filter"]:
+                for name in self.strategies:
+                    self._discriminator_config(name)
+            if c["realism"]["enabled"]:
+                self._realism_config()
+        except HisynError as exc:
+            raise HisynError(f"discriminator/realism settings: {exc}") from None
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -270,14 +360,19 @@ class Build:
         path = self.marker(stage)
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def run_stage(self, number: int, total: int, stage: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def run_stage(self, number: int, total: int, stage: str, work: Callable[[], dict[str, Any]],
+                  key: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``work`` unless its marker says it is done (for the same ``key``: settings outside the
+        build's identity, such as the push target, that still decide what the stage does)."""
         finished = self.done(stage)
-        if finished is not None:
+        if finished is not None and finished.get("key") == key:
             self.log(f"[{number}/{total}] {stage}: already done")
             return finished
         self.log(f"[{number}/{total}] {stage} ...")
         started = time.perf_counter()
         result = work()
+        if key is not None:
+            result["key"] = key
         result["seconds"] = round(time.perf_counter() - started, 2)
         atomic_write_text(self.marker(stage), json.dumps(result, indent=2) + "\n")
         return result
@@ -292,16 +387,29 @@ class Build:
         return {"images": report["images"], "single_tissue": report["single_tissue"],
                 "multi_tissue": report["multi_tissue"], "warnings": len(report["warnings"])}
 
-    def stage_discriminator(self, name: str) -> dict[str, Any]:
-        from hisyngen.filtering.train import TrainConfig, train_filter
+    def _discriminator_config(self, name: str) -> Any:
+        from hisyngen.filtering.train import TrainConfig
 
         d = self.config["discriminator"]
         epochs = paper_epochs(self.dataset, name) if d["epochs"] is None else int(d["epochs"])
-        config = TrainConfig(epochs=epochs, batch_size=d["batch_size"],
-                             lr=d["lr"], val_fraction=d["val_fraction"], image_size=d["image_size"],
-                             seed=self.config["seed"], num_workers=d["num_workers"], device=self.config["device"],
-                             min_steps_per_epoch=d["min_steps_per_epoch"])
-        report = train_filter(self.source, self.strategy_objects[name], self.out / "filters" / name, config,
+        return TrainConfig(epochs=epochs, batch_size=d["batch_size"], lr=d["lr"], val_fraction=d["val_fraction"],
+                           image_size=d["image_size"], seed=self.config["seed"], num_workers=d["num_workers"],
+                           device=self.config["device"], min_steps_per_epoch=d["min_steps_per_epoch"])
+
+    def _realism_config(self) -> Any:
+        from hisyngen.filtering.train import TrainConfig
+
+        r = self.config["realism"]
+        return TrainConfig(epochs=r["epochs"], image_size=r["image_size"], seed=self.config["seed"],
+                           device=self.config["device"], val_fraction=0.5,
+                           batch_size=self.config["discriminator"]["batch_size"])
+
+    def stage_discriminator(self, name: str) -> dict[str, Any]:
+        from hisyngen.filtering.train import train_filter
+
+        d = self.config["discriminator"]
+        report = train_filter(self.source, self.strategy_objects[name], self.out / "filters" / name,
+                              self._discriminator_config(name),
                               negatives=d["negatives"], real_from=d["real_from"], cache_dir=self.cache_dir,
                               progress=self.progress)
         return {"model": report["model"], "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
@@ -336,15 +444,11 @@ class Build:
 
     def stage_realism(self) -> dict[str, Any]:
         from hisyngen.filtering.realism import realism_report
-        from hisyngen.filtering.train import TrainConfig
 
-        r = self.config["realism"]
-        config = TrainConfig(epochs=r["epochs"], image_size=r["image_size"], seed=self.config["seed"],
-                             device=self.config["device"], val_fraction=0.5,
-                             batch_size=self.config["discriminator"]["batch_size"])
         report = realism_report([self.out / "corpora" / s for s in self.strategies], self.source,
-                                real_from=self.config["discriminator"]["real_from"], max_images=r["max_images"],
-                                config=config, progress=self.progress)
+                                real_from=self.config["discriminator"]["real_from"],
+                                max_images=self.config["realism"]["max_images"], config=self._realism_config(),
+                                progress=self.progress)
         atomic_write_text(self.out / "realism.json", json.dumps(report, indent=2) + "\n")
         return {"corpora": {Path(row["corpus"]).name: {k: row[k] for k in ("c2st_accuracy", "frechet_distance", "kid")}
                             for row in report["corpora"]}}
@@ -372,6 +476,7 @@ class Build:
         self.check_pools()
         self.prepare()
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [("inspect", self.stage_inspect)]
+        keys: dict[str, dict[str, Any]] = {}
         for name in self.strategies:
             if self.config["filter"]:
                 plan.append((f"discriminator-{name}", lambda n=name: self.stage_discriminator(n)))
@@ -383,9 +488,10 @@ class Build:
             plan.append((f"export-{fmt}", lambda f=fmt: self.stage_export(f)))
         if self.config["push_to_hub"]:
             plan.append(("push", self.stage_push))
+            keys["push"] = {k: self.config[k] for k in ("push_to_hub", "private", "revision")}
         results = {}
         for number, (stage, work) in enumerate(plan, start=1):
-            results[stage] = self.run_stage(number, len(plan), stage, work)
+            results[stage] = self.run_stage(number, len(plan), stage, work, keys.get(stage))
         summary = self.summary(results, time.perf_counter() - started)
         atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary

@@ -55,6 +55,36 @@ def files(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
 TIMED = (".stages/", "summary.json", "report.json", "realism.json", "cache/")
 
 
+def reports(folder: Path) -> dict[str, object]:
+    """The JSON reports and stage markers of a build without their timings and with OUT for the
+    build folder: what must match between an interrupted-and-resumed run and an uninterrupted one."""
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if "seconds" not in k}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node.replace(str(folder.resolve()), "OUT") if isinstance(node, str) else node
+
+    return {p.relative_to(folder).as_posix(): strip(json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))
+            if not p.relative_to(folder).as_posix().startswith(("cache/", "export/"))}
+
+
+def descendants(pid: int) -> set[int]:
+    """Processes below ``pid`` (Linux /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def test_build_end_to_end(source_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     out = tmp_path / "build"
@@ -75,17 +105,35 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
         assert Path(info["preview"]).is_file()
         assert set(info["discriminator"]) >= {"accuracy", "f1", "roc_auc"} and "c2st_accuracy" in info["realism"]
 
+        # the summary's figures are those of the reports on disk
+        report = json.loads((out / "filters" / name / "report.json").read_text())
+        assert all(info["discriminator"][k] == report["heldout"][k] for k in ("accuracy", "f1", "roc_auc"))
+        judged = next(r for r in json.loads((out / "realism.json").read_text())["corpora"] if r["strategy"] == name)
+        assert info["realism"]["c2st_accuracy"] == judged["c2st_accuracy"]
+
     mmseg = out / "export" / "mmseg"
     counts = summary["exports"]["mmseg"]["counts"]
     assert counts == {"train": 12, "train_real": len(LABELS), "val": 2, "test": 2}
     for split, n in counts.items():
         assert len(list((mmseg / "img_dir" / split).glob("*.png"))) == n
-    assert len((mmseg / "splits" / "train.txt").read_text().split()) == 12
+        assert len((mmseg / "splits" / f"{split}.txt").read_text().split()) == n
+        if split != "train_real":
+            assert len(list((mmseg / "ann_dir" / split).glob("*.png"))) == n
+    assert len((mmseg / "synthetic.jsonl").read_text().splitlines()) == 12
+    assert len((mmseg / "real.jsonl").read_text().splitlines()) == len(LABELS)
+    assert json.loads((mmseg / "metainfo.json").read_text())["classes"] == ["TUM", "STR", "LYM", "NEC"]
+    import hisyngen.mmseg  # noqa: F401  (compat + registration)
+    from hisyngen.mmseg.datasets import HisynEvalDataset, HisynMixedDataset
+
+    mixed = HisynMixedDataset(data_root=str(mmseg), pipeline=[])
+    assert len(mixed) == 12 + len(LABELS) and sum(mixed.synthetic_flags()) == 12
+    assert len(HisynEvalDataset(data_root=str(mmseg), split="test", pipeline=[])) == 2
 
     import datasets
 
     hf = datasets.load_dataset(str(out / "export" / "hf"))
-    assert hf["train"].num_rows == 12 and hf["validation"].num_rows == 2
+    hf_counts = {"train": "train", "train_real": "train_real", "val": "validation", "test": "test"}
+    assert {split: hf[name].num_rows for split, name in hf_counts.items()} == counts
     assert summary["exports"]["hf"]["counts"] == counts
     assert "--data-root" in summary["train_command"] and str(mmseg.resolve()) in summary["train_command"]
 
@@ -111,7 +159,7 @@ def _wait_for(condition, proc, timeout=120.0) -> bool:
     while time.time() < deadline:
         if condition():
             return True
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             return False
         time.sleep(0.01)
     return False
@@ -129,20 +177,30 @@ def test_kill_minus_9_and_resume_gives_identical_output(source_root, tmp_path):
     work.mkdir()
     out = work / "build"
     kill_points = [
+        ("while training a discriminator", lambda: (out / ".stages" / "inspect.json").is_file()),
         ("while filtering", lambda: any((out / "corpora" / "mosaic" / "parts").glob("*.jsonl"))),
         ("while exporting", lambda: any((out / "export").glob(".hf.*"))),
     ]
-    killed = []
+    killed, orphans = [], set()
     for label, condition in kill_points:
         proc = subprocess.Popen(argv, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if _wait_for(condition, proc):
+            workers = descendants(proc.pid)
             os.kill(proc.pid, signal.SIGKILL)
             killed.append(label)
+            orphans |= workers
         proc.wait()
     assert killed == [label for label, _ in kill_points], f"kill points reached: {killed}"
+    # generation workers of a killed build exit by themselves (else they could write into the rerun's folder)
+    assert _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in orphans), None, timeout=10)
+    finished_first = {p: p.stat().st_mtime_ns for p in (out / ".stages").glob("*.json")}
+    assert out / ".stages" / "discriminator-mosaic.json" in finished_first
     subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True)
+    # the rerun resumed: stages finished before the last kill were not redone
+    assert all(p.stat().st_mtime_ns == t for p, t in finished_first.items())
     reference = files(tmp_path / "ref" / "build", TIMED)
     assert files(out, TIMED) == reference
+    assert reports(out) == reports(tmp_path / "ref" / "build")
     assert "export/hf/README.md" in reference and "filters/bezier/model.pt" in reference
 
 
@@ -167,6 +225,22 @@ def test_config_merging_and_errors(source_root, tmp_path):
     with pytest.raises(HisynError, match="push_to_hub needs the hf export"):
         Build(source_root, tmp_path / "x", load_config(None, {"push_to_hub": "a/b", "export": {"formats": ["mmseg"]}}),
               log=lambda m: None)
+    # wrong types fail in the config, not deep inside a stage
+    for bad, message in (({"seed": 1.5}, r"seed: 1\.5 is not valid; expected an integer"),
+                         ({"synthesis": {"params": 5}}, "expected a mapping of strategy -> parameters"),
+                         ({"synthesis": {"params": {"bezier": 5}}}, "expected a mapping of strategy -> parameters"),
+                         ({"synthesis": {"params": {"bezir": {}}}}, r"unknown strategies \['bezir'\]")):
+        with pytest.raises(HisynError, match=message):
+            load_config(None, bad)
+    # values a late stage would refuse are refused before the folder exists (its stored settings
+    # would then refuse the corrected rerun)
+    for bad, message in (({"threshold": 1.5}, r"threshold must be in \(0, 1\)"),
+                         ({"discriminator": {"lr": -1.0}}, "learning rate must be > 0"),
+                         ({"discriminator": {"real_from": "nowhere"}}, "real_from must be one of multi, all"),
+                         ({"max_attempts": 3, "count": 5}, r"max_attempts \(3\) is smaller than count \(5\)"),
+                         ({"workers": 0}, "workers must be >= 1")):
+        with pytest.raises(HisynError, match=message):
+            Build(source_root, tmp_path / "x", load_config(None, {**TINY, **bad}), log=lambda m: None).run()
     assert not (tmp_path / "x").exists()
 
 
@@ -181,10 +255,33 @@ def test_rerun_with_other_settings_is_refused(source_root, tmp_path):
     Build(source_root, tmp_path / "b", same_but_more_workers, log=lambda m: None, progress=False).run()
 
 
-def test_print_config_round_trips():
+def test_a_finished_build_pushes_again_to_a_new_target(source_root, tmp_path, monkeypatch):
+    import hisyngen.export.push as push
+
+    pushed = []
+    monkeypatch.setattr(push, "push_export", lambda folder, repo, **kw: pushed.append((repo, kw)) or f"url/{repo}")
+    config = load_config(None, {**TINY, "filter": False, "strategies": ["onelabel"], "realism": {"enabled": False},
+                                "export": {"formats": ["hf"]}, "push_to_hub": "me/one"})
+    for repo in ("me/one", "me/one", "me/two"):
+        summary = Build(source_root, tmp_path / "b", merge_config(config, {"push_to_hub": repo}), log=lambda m: None,
+                        progress=False).run()
+        assert summary["push"]["url"] == f"url/{repo}"
+    assert [repo for repo, _ in pushed] == ["me/one", "me/two"]  # the same target is not pushed twice
+
+
+def test_print_config_round_trips(tmp_path):
     result = CliRunner().invoke(cli, ["build", "--print-config"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.output) == DEFAULTS
+    assert "count: null  # kept samples per strategy" in result.output  # commented
+    # with a config file and options: what that build would run with
+    (tmp_path / "b.yaml").write_text("count: 9\ndiscriminator: {epochs: 2}\n")
+    result = CliRunner().invoke(cli, ["build", "--print-config", "-c", str(tmp_path / "b.yaml"), "--no-filter"])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.output) == merge_config(DEFAULTS, {"count": 9, "filter": False,
+                                                                    "discriminator": {"epochs": 2}})
+    result = CliRunner().invoke(cli, ["build"])
+    assert result.exit_code == 2 and "SOURCE and --out are required" in result.output
 
 
 def test_an_empty_class_is_refused_before_anything_is_written(tmp_path):

@@ -20,15 +20,6 @@ DEMO_SETTINGS = {
 """A build that runs in a few minutes on a laptop CPU (smaller discriminators, fewer samples)."""
 
 
-def _print_config(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if not value or ctx.resilient_parsing:
-        return
-    from hisyngen.pipeline import default_config_text
-
-    click.echo(default_config_text(), nl=False)
-    ctx.exit(0)
-
-
 def _command_line() -> str:
     return shlex.join(["hisyngen", *sys.argv[1:]])
 
@@ -43,14 +34,14 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
     summary = build.run()
     if as_json:
         print_json(summary)
-    elif not quiet:
+    else:
         click.echo(render_summary(summary))
     return summary
 
 
 @click.command()
-@click.argument("source", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Build folder (a rerun resumes it).")
+@click.argument("source", type=click.Path(), required=False)
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Build folder (a rerun resumes it).  [required]")
 @click.option("-c", "--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML with any setting of --print-config; command-line options win over it.")
 @click.option("--dataset", default=None, help="Force a built-in layout: wsss4luad, bcss-wsss, luad-histoseg.")
@@ -60,18 +51,19 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
 @click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
 @click.option("--no-filter", is_flag=True, help="Skip the discriminators: keep every synthetic sample.")
 @click.option("--max-attempts", type=int, default=None,
-              help="Filter candidates per strategy at most [default: max(20 x count, 2000)]; a rerun may raise it.")
-@click.option("-w", "--workers", type=int, default=None, help="Synthesis processes [default: all CPUs].")
+              help="Filter candidates per strategy at most [default: 1000 x count, a 0.1% acceptance floor]; "
+                   "a rerun may raise it.")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None, help="Discriminator device: auto, cpu, cuda, cuda:1 [default: auto].")
 @click.option("--push-to-hub", "push_to_hub", default=None, metavar="USER/NAME", help="Push the HF export to this dataset repo.")
 @click.option("--private", is_flag=True, default=None, help="Make the pushed dataset private.")
 @click.option("--token", default=None, help="Hub token [default: HF_TOKEN or the saved login]; never stored.")
-@click.option("--print-config", is_flag=True, expose_value=False, is_eager=True, callback=_print_config,
-              help="Print the default configuration (YAML) and exit.")
+@click.option("--print-config", is_flag=True,
+              help="Print the configuration (YAML: the defaults, updated by -c FILE and the options given) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; print only the summary.")
 def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, max_attempts, workers,
-          device, push_to_hub, private, token, as_json, quiet) -> None:
+          device, push_to_hub, private, token, print_config, as_json, quiet) -> None:
     """Turn the weakly-labelled dataset SOURCE into ready-to-train datasets.
 
     inspect -> single-tissue pools -> per strategy: train its discriminator, generate until COUNT
@@ -97,6 +89,13 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
         overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
     if no_filter:
         overrides["filter"] = False
+    if print_config:
+        from hisyngen.pipeline import config_text, load_config
+
+        click.echo(config_text(load_config(config_file, overrides)), nl=False)
+        return
+    if source is None or out is None:
+        raise click.UsageError("SOURCE and --out are required (or --print-config)")
     run_build(source, out, overrides, config_file, token, quiet, as_json)
 
 
@@ -104,7 +103,7 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
 @click.option("-o", "--out", default="hisyngen-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo source (OUT/source) and its build (OUT/build).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("-w", "--workers", type=int, default=None, help="Synthesis processes [default: all CPUs].")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None, help="auto, cpu, cuda ...")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -117,8 +116,7 @@ def demo(out, seed, workers, device, as_json, quiet) -> None:
     discriminator keeps well under 1% of the candidates on BCSS-WSSS, a GPU job):
 
     \b
-      hisyngen build ../shared/data/bcss-wsss-mini -o builds/bcss-mini --count 1000 --strategies bezier \
-          --max-attempts 40000
+      hisyngen build ../shared/data/bcss-wsss-mini -o builds/bcss-mini --count 1000 --strategies bezier
       hisyngen build ../shared/data/bcss-wsss-mini -o builds/bcss-mini-raw --count 1000 --no-filter
     """
     from hisyngen.demo import write_demo_source
