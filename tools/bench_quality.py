@@ -139,10 +139,14 @@ def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Name
     from hisyngen.configs import data_root_options, mmseg_config_path, stock_tool
 
     crop = args.crop
+    # RandomResizedCrop keeps the tissue's scale: a crop smaller than the images takes a window of
+    # about its own size instead of shrinking the whole image (evaluation runs at full resolution).
+    top = min(1.0, (crop / args.size) ** 2)
     options = [*data_root_options(export), f"model.decode_head.num_classes={num_classes}",
                f"train_cfg.max_iters={args.iters}", f"train_cfg.val_interval={args.iters + 1}",
                f"default_hooks.checkpoint.interval={args.iters}", f"randomness.seed={seed}",
-               f"model.data_preprocessor.size=({crop},{crop})", f"train_dataloader.dataset.pipeline.2.size=({crop},{crop})"]
+               f"model.data_preprocessor.size=({crop},{crop})", f"train_dataloader.dataset.pipeline.2.size=({crop},{crop})",
+               f"train_dataloader.dataset.pipeline.2.scale=({0.9 * top:.4f},{top:.4f})"]
     if VARIANTS[variant]["real"]:
         options += [f"train_dataloader.batch_size={2 * args.synthetic_per_step}", "train_dataloader.batch_sampler.ratio=(1,1)"]
     else:
@@ -234,7 +238,7 @@ def run_all(args: argparse.Namespace) -> None:
             scores = evaluate(run_dir, pairs, source.spec, slide=args.slide, overlays=args.overlays)
             record = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters,
                       "synthetic_per_step": args.synthetic_per_step, "real_per_step": args.synthetic_per_step
-                      if VARIANTS[variant]["real"] else 0, "crop": args.crop, "count": args.count,
+                      if VARIANTS[variant]["real"] else 0, "crop": args.crop, "size": args.size, "count": args.count,
                       "train_seconds": round(seconds, 1), "eval_images": len(pairs), **scores}
             done = json.loads(results_path.read_text()) if results_path.is_file() else []
             done.append(record)
@@ -253,8 +257,8 @@ def render(results_path: str) -> str:
         classes = list(rows[0]["IoU"])
         first = rows[0]
         lines += [f"**{dataset}** - {first['iters']} iterations x {first['synthetic_per_step']} synthetic images "
-                  f"(+{first['synthetic_per_step']} real for `full`), {first['crop']} px crops, {first['count']} samples "
-                  f"per corpus, evaluated on {first['eval_images']} held-out images ({first['pixels']:,} tissue pixels)",
+                  f"(+{first['synthetic_per_step']} real for `full`), {first['crop']} px crops of {first.get('size', 224)} px "
+                  f"images, {first['count']} samples per corpus, evaluated on {first['eval_images']} held-out images ({first['pixels']:,} tissue pixels)",
                   "", "| variant | seeds | mIoU | fwIoU | " + " | ".join(f"IoU {c}" for c in classes) + " | train time |",
                   "|---|---|---|---|" + "---|" * len(classes) + "---|"]
         for variant in VARIANTS:
