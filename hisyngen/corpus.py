@@ -395,10 +395,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def small_pool_warnings(pack: Any, classes: tuple[str, ...]) -> list[str]:
     """A warning per class with some but few single-tissue sources: its synthetic tissue repeats them."""
-    from hisyngen.sources.inspect import DEFAULT_MIN_POOL
+    from hisyngen.sources.inspect import DEFAULT_MIN_POOL, small_pool_message
 
-    return [f"class {name} has only {len(pack.by_class[c])} single-tissue source(s) (< {DEFAULT_MIN_POOL}): its "
-            "synthetic tissue will repeat them" for c, name in enumerate(classes)
+    return [small_pool_message(name, len(pack.by_class[c])) for c, name in enumerate(classes)
             if 0 < len(pack.by_class[c]) < DEFAULT_MIN_POOL]
 
 

@@ -138,7 +138,14 @@ def _checked(name: str, default: Any, value: Any) -> Any:
     """``value`` if its type suits the setting ``name`` whose default is ``default``."""
     key = name.rsplit(".", 1)[-1]
     if value is None:
-        return None
+        if default is None or key in _NUMERIC_OR_NONE:
+            return None
+        raise HisynError(f"{name}: needs a value (like {default!r}); only settings whose default is null may be null")
+    if isinstance(default, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if key in _NUMERIC_OR_NONE:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, bool):
@@ -208,7 +215,7 @@ def config_text(config: dict[str, Any] | None = None) -> str:
                 lines.append(f"{indent}{key}:{comment}")
                 lines += emit(value, f"{prefix}{key}.", indent + "  ")
             else:
-                text = yaml.safe_dump(value, default_flow_style=True).strip()
+                text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
                 text = text[: -len("...")].strip() if text.endswith("...") else text  # a scalar's end marker
                 lines.append(f"{indent}{key}: {text}{comment}")
         return lines
@@ -228,11 +235,11 @@ def train_commands(dataset: str, export_dir: Path, num_classes: int) -> tuple[st
     try:
         config = mmseg_config_path(dataset)
         extra = ""
-    except HisynError:  # custom dataset: the BCSS config with the class count of this one
+    except HisynError:  # custom dataset: the BCSS config (hisyngen train takes the class count from the export)
         config = mmseg_config_path("bcss-wsss")
         extra = f" model.decode_head.num_classes={num_classes}"
     root = export_dir.resolve()
-    hisyngen = f"hisyngen train {config.stem} --data-root {root}" + (f" --cfg-options{extra}" if extra else "")
+    hisyngen = f"hisyngen train {config.stem} --data-root {root}"
     stock = (f"python {stock_tool('train')} {config} --cfg-options train_dataloader.dataset.data_root={root} "
              f"val_dataloader.dataset.data_root={root} test_dataloader.dataset.data_root={root}{extra}")
     return hisyngen, stock
@@ -303,6 +310,9 @@ class Build:
                             f"images, got {real_from!r}")
         if c["realism"]["enabled"] and c["realism"]["max_images"] < 4:
             problems.append(f"realism.max_images must be >= 4, got {c['realism']['max_images']}")
+        if c["realism"]["enabled"] and self.count < 4:
+            problems.append(f"the realism report needs count >= 4 (half of each corpus is held out), got {self.count}; "
+                            "or set realism: {enabled: false}")
         if problems:
             raise HisynError("; ".join(problems))
         try:

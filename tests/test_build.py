@@ -191,6 +191,7 @@ def test_kill_minus_9_and_resume_gives_identical_output(source_root, tmp_path):
             orphans |= workers
         proc.wait()
     assert killed == [label for label, _ in kill_points], f"kill points reached: {killed}"
+    assert orphans  # the filter's generation worker was running at the second kill
     # generation workers of a killed build exit by themselves (else they could write into the rerun's folder)
     assert _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in orphans), None, timeout=10)
     finished_first = {p: p.stat().st_mtime_ns for p in (out / ".stages").glob("*.json")}
@@ -206,6 +207,7 @@ def test_kill_minus_9_and_resume_gives_identical_output(source_root, tmp_path):
 
 def test_config_merging_and_errors(source_root, tmp_path):
     assert merge_config(DEFAULTS, {"discriminator": {"epochs": 2}})["discriminator"]["batch_size"] == 256
+    assert merge_config(DEFAULTS, {"discriminator": {"lr": "1e-4"}})["discriminator"]["lr"] == 1e-4  # YAML 1.1
     with pytest.raises(HisynError, match="unknown setting 'epoch'"):
         merge_config(DEFAULTS, {"discriminator": {"epoch": 2}})
     with pytest.raises(HisynError, match="unknown setting 'strategy'"):
@@ -229,7 +231,9 @@ def test_config_merging_and_errors(source_root, tmp_path):
     for bad, message in (({"seed": 1.5}, r"seed: 1\.5 is not valid; expected an integer"),
                          ({"synthesis": {"params": 5}}, "expected a mapping of strategy -> parameters"),
                          ({"synthesis": {"params": {"bezier": 5}}}, "expected a mapping of strategy -> parameters"),
-                         ({"synthesis": {"params": {"bezir": {}}}}, r"unknown strategies \['bezir'\]")):
+                         ({"synthesis": {"params": {"bezir": {}}}}, r"unknown strategies \['bezir'\]"),
+                         ({"threshold": None}, "threshold: needs a value"),
+                         ({"discriminator": {"real_from": None}}, "real_from: needs a value")):
         with pytest.raises(HisynError, match=message):
             load_config(None, bad)
     # values a late stage would refuse are refused before the folder exists (its stored settings
@@ -238,7 +242,8 @@ def test_config_merging_and_errors(source_root, tmp_path):
                          ({"discriminator": {"lr": -1.0}}, "learning rate must be > 0"),
                          ({"discriminator": {"real_from": "nowhere"}}, "real_from must be one of multi, all"),
                          ({"max_attempts": 3, "count": 5}, r"max_attempts \(3\) is smaller than count \(5\)"),
-                         ({"workers": 0}, "workers must be >= 1")):
+                         ({"workers": 0}, "workers must be >= 1"),
+                         ({"count": 3}, "the realism report needs count >= 4")):
         with pytest.raises(HisynError, match=message):
             Build(source_root, tmp_path / "x", load_config(None, {**TINY, **bad}), log=lambda m: None).run()
     assert not (tmp_path / "x").exists()

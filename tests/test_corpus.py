@@ -118,8 +118,8 @@ def test_kill_minus_9_then_resume_gives_identical_output(source, tmp_path):
 def test_small_pools_are_warned_about(source, tmp_path):
     summary = synthesize(source, make_strategy("onelabel", {"size": 32}), tmp_path / "c", 4, seed=0)
     # LABELS: TUM 2, STR 1, LYM 1, NEC 2 single-tissue sources, all under 10
-    assert [w.split(" has only ")[0] for w in summary.problems] == ["class TUM", "class STR", "class LYM", "class NEC"]
-    assert "class STR has only 1 single-tissue source(s)" in summary.problems[1]
+    assert [w.split(" has ")[0] for w in summary.problems] == ["class TUM", "class STR", "class LYM", "class NEC"]
+    assert "class STR has 1 single-tissue train images (< 10)" in summary.problems[1]
 
 
 def test_folders_holding_something_else_are_refused(source, tmp_path):

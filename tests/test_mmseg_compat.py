@@ -174,7 +174,10 @@ def test_cli_reports_user_errors_on_one_line(tmp_path):
 
 
 def test_train_plan_follows_the_export_size_classes_and_gpus(tmp_path):
-    from hisyngen.cli.mmseg import _load_config, export_options, schedule_options
+    from pathlib import Path
+
+    from hisyngen.cli.mmseg import (_config_with, _load_config, _with_options, export_options, schedule_options,
+                                    user_cfg_options)
     from hisyngen.spec import WSSS4LUAD
 
     export = write_tiny_export(tmp_path / "bcss")  # 4 synthetic images, BCSS classes
@@ -188,6 +191,18 @@ def test_train_plan_follows_the_export_size_classes_and_gpus(tmp_path):
                        "default_hooks.checkpoint.interval=1"]
     with pytest.raises(HisynError, match="batch of 64 images per step does not split over 3 GPUs"):
         schedule_options(paper, str(export), 3, None)
+    with pytest.raises(HisynError, match="batch_size 1 is too small for ratio"):
+        schedule_options(paper, str(export), 64, None)
+    # the user's --cfg-options reach the plan (their batch is per GPU) and come last in the command
+    user = user_cfg_options(["--resume", "--cfg-options", "train_dataloader.batch_size=16", "a.b=1"])
+    assert user == {"train_dataloader.batch_size": 16, "a.b": 1}
+    options, _ = schedule_options(_config_with(mmseg_config_path("bcss-wsss"), user), str(export), 2, 1,
+                                  per_process_batch=True)
+    assert options == ["train_cfg.max_iters=1", "train_cfg.val_interval=1", "default_hooks.checkpoint.interval=1"]
+    mine = user_cfg_options(["--cfg-options", "train_cfg.max_iters=100"])
+    assert schedule_options(_config_with(mmseg_config_path("bcss-wsss"), mine), str(export), 1, None) == ([], [])
+    argv = _with_options(Path("c.py"), ["train_cfg.max_iters=25"], ["--cfg-options", "train_cfg.max_iters=100"])
+    assert argv == ["c.py", "--cfg-options", "train_cfg.max_iters=25", "--cfg-options", "train_cfg.max_iters=100"]
     # a config with its own iteration count (smoke: 4) keeps it
     smoke = _load_config(mmseg_config_path("smoke"))
     assert schedule_options(smoke, str(export), 1, None) == ([], [])

@@ -139,9 +139,9 @@ def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Name
     from hisyngen.configs import data_root_options, mmseg_config_path, stock_tool
 
     crop = args.crop
-    # RandomResizedCrop keeps the tissue's scale: a crop smaller than the images takes a window of
-    # about its own size instead of shrinking the whole image (evaluation runs at full resolution).
-    top = min(1.0, (crop / args.size) ** 2)
+    # --crop-mode window: RandomResizedCrop keeps the tissue's scale, a crop smaller than the images
+    # takes a window of about its own size; resize: the paper's 90-100% of the image, shrunk to crop.
+    top = min(1.0, (crop / args.size) ** 2) if args.crop_mode == "window" else 1.0
     options = [*data_root_options(export), f"model.decode_head.num_classes={num_classes}",
                f"train_cfg.max_iters={args.iters}", f"train_cfg.val_interval={args.iters + 1}",
                f"default_hooks.checkpoint.interval={args.iters}", f"randomness.seed={seed}",
@@ -207,8 +207,10 @@ def run_all(args: argparse.Namespace) -> None:
     jobs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for variant in variants:
-            if any(r["dataset"] == args.name and r["variant"] == variant and r["seed"] == seed and r["iters"] == args.iters
-                   for r in done):
+            settings = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters, "crop": args.crop,
+                        "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
+                        "synthetic_per_step": args.synthetic_per_step}
+            if any(all(r.get(k) == v for k, v in settings.items()) for r in done):  # measured already
                 continue
             jobs.append((variant, seed))
     jobs.sort(key=lambda job: not VARIANTS[job[0]]["real"])  # the longest run first: no lone run at the end
@@ -238,7 +240,7 @@ def run_all(args: argparse.Namespace) -> None:
             scores = evaluate(run_dir, pairs, source.spec, slide=args.slide, overlays=args.overlays)
             record = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters,
                       "synthetic_per_step": args.synthetic_per_step, "real_per_step": args.synthetic_per_step
-                      if VARIANTS[variant]["real"] else 0, "crop": args.crop, "size": args.size, "count": args.count,
+                      if VARIANTS[variant]["real"] else 0, "crop": args.crop, "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
                       "train_seconds": round(seconds, 1), "eval_images": len(pairs), **scores}
             done = json.loads(results_path.read_text()) if results_path.is_file() else []
             done.append(record)
@@ -340,6 +342,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--synthetic-per-step", type=int, default=8)
     parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--crop-mode", choices=["resize", "window"], default="resize",
+                        help="a crop smaller than the images: a window at full resolution, or the image shrunk")
     parser.add_argument("--count", type=int, default=1000, help="samples per corpus")
     parser.add_argument("--size", type=int, default=224, help="synthetic image size")
     parser.add_argument("--config", default="cpu_deeplabv3plus_r18")

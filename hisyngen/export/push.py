@@ -71,7 +71,7 @@ def push_export(folder: str | Path, repo_id: str, *, private: bool = False, toke
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         # create_repo(exist_ok=True) leaves an existing repo's visibility as it is: --private must
         # never upload into a public repository.
-        if private and not api.repo_info(repo_id, repo_type=REPO_TYPE).private:
+        if private and api.repo_info(repo_id, repo_type=REPO_TYPE).private is False:
             raise HisynError(f"{where} already exists and is public; --private would publish the data there. "
                              "Make it private on the Hub first, or push without --private")
         if revision and revision != "main":

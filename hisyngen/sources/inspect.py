@@ -18,6 +18,13 @@ DEFAULT_MIN_POOL = 10
 """A class with fewer single-tissue sources than this gets a warning (synthesis repeats them a lot)."""
 
 
+def small_pool_message(name: str, count: int, min_pool: int = DEFAULT_MIN_POOL) -> str:
+    """The warning for a class with fewer than ``min_pool`` single-tissue images (inspect, synth)."""
+    if not count:
+        return f"class {name} has no single-tissue train image: synthesis cannot use it"
+    return f"class {name} has {count} single-tissue train images (< {min_pool}); its synthetic tiles will repeat"
+
+
 def _is_palette(path: Path) -> bool:
     from PIL import Image
 
@@ -119,9 +126,7 @@ def inspect_source(
             pools[spec.classes[record.tissue]] += 1
     for name, count in pools.items():
         if count < min_pool:
-            problems.append(Problem("small-pool", "", f"class {name} has {count} single-tissue train images (< {min_pool}); "
-                                    "its synthetic tiles will repeat" if count else
-                                    f"class {name} has no single-tissue train image: synthesis cannot use it"))
+            problems.append(Problem("small-pool", "", small_pool_message(name, count, min_pool)))
 
     def index_name(index: int) -> str:
         if index < spec.num_classes:
