@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from hisyngen.errors import HisynError
 
@@ -71,6 +71,114 @@ def data_root_options(data_root: str | Path) -> list[str]:
         raise HisynError(f"export path {text!r} contains characters mmengine's --cfg-options cannot pass "
                          "(comma, brackets, quotes, spaces); use a symlink without them")
     return [f"{loader}.dataset.data_root={text}" for loader in ("train_dataloader", "val_dataloader", "test_dataloader")]
+
+
+def load_mmseg_config(path: Path):  # noqa: ANN201 (mmengine Config)
+    """An mmengine Config read without importing its custom modules; a broken file is one line."""
+    from mmengine.config import Config
+
+    try:
+        return Config.fromfile(str(path), import_custom_modules=False)
+    except Exception as exc:  # a user's config file with a syntax or key error
+        raise HisynError(f"cannot read config {path}: {' '.join(str(exc).split())}") from None
+
+
+def user_cfg_options(mmseg_args: Iterable[str]) -> dict:
+    """The ``--cfg-options`` a user passes through to the stock script, parsed as mmengine does."""
+    import argparse
+
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    known, _ = parser.parse_known_args(list(mmseg_args))
+    return dict(known.cfg_options or {})
+
+
+def config_with(path: Path, user: dict):  # noqa: ANN201 (mmengine Config)
+    """The config as the stock script will see it: the file, then the user's --cfg-options."""
+    cfg = load_mmseg_config(path)
+    try:
+        cfg.merge_from_dict(user)
+    except Exception as exc:
+        raise HisynError(f"--cfg-options do not apply to {path}: {' '.join(str(exc).split())}") from None
+    return cfg
+
+
+def _dataset_root(cfg, loader: str) -> Path:  # noqa: ANN001
+    root = cfg.get(loader, {}).get("dataset", {}).get("data_root")
+    if not root:
+        raise HisynError(f"the config has no {loader}.dataset.data_root; pass --data-root EXPORT")
+    return Path(root)
+
+
+def export_options(cfg, data_root: str | None, loader: str = "train_dataloader") -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """cfg-options pointing ``cfg`` at the export (``data_root`` or the config's own), and notes.
+
+    The export must exist and be an MMSeg export; the decode head gets the export's class count
+    (the datasets take classes from its ``metainfo.json``, so the head must agree).
+    """
+    from hisyngen.mmseg.datasets import read_export_metainfo
+
+    root = Path(data_root) if data_root else _dataset_root(cfg, loader)
+    try:
+        meta = read_export_metainfo(root)
+    except HisynError as exc:
+        hint = "" if data_root else " (the config's data_root; pass --data-root EXPORT)"
+        raise HisynError(f"{exc}{hint}") from None
+    options = data_root_options(root) if data_root else []
+    notes = []
+    head = cfg.model.get("decode_head", {})
+    if head.get("num_classes") != len(meta["classes"]):
+        options.append(f"model.decode_head.num_classes={len(meta['classes'])}")
+        notes.append(f"{len(meta['classes'])} classes ({', '.join(meta['classes'])}) from {root / 'metainfo.json'}")
+    return options, notes
+
+
+def schedule_options(cfg, data_root: str | None, gpus: int, epochs: float | None,
+                     per_process_batch: bool = False) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """cfg-options keeping the config's step across ``gpus`` processes and its epochs on this export.
+
+    ``train_dataloader.batch_size`` is per process: with N processes each takes 1/N of it, so a
+    step still holds the config's 32 + 32 images (unless ``per_process_batch``: the user set the
+    batch per GPU). An epoch is one pass over the export's synthetic images: ``epochs`` (or, for a
+    config whose schedule is ``epochs x ceil(num_synthetic / synthetic_per_step)``, its own
+    ``epochs``) becomes max_iters and the val/checkpoint interval.
+    """
+    from hisyngen.mmseg.datasets import read_ids
+    from hisyngen.mmseg.samplers import split_batch
+
+    loader = cfg.get("train_dataloader")
+    if not loader:
+        raise HisynError("the config has no train_dataloader to train with")
+    batch = int(loader.batch_size)
+    options, notes = [], []
+    if gpus > 1 and not per_process_batch:
+        if batch % gpus:
+            raise HisynError(f"the config's batch of {batch} images per step does not split over {gpus} GPUs; "
+                             "pass --cfg-options train_dataloader.batch_size=N for N images per GPU")
+        batch //= gpus
+        options.append(f"train_dataloader.batch_size={batch}")
+        notes.append(f"{batch} images per GPU x {gpus} GPUs = the config's {batch * gpus} per step")
+    ratio = loader.get("batch_sampler", {}).get("ratio", (1, 1))
+    per_gpu, _ = split_batch(batch, ratio)  # refuses a batch too small for the ratio
+    per_step = per_gpu * gpus
+    own = [cfg.get(k) for k in ("epochs", "num_synthetic", "synthetic_per_step")]
+    if epochs is None and all(own) and cfg.train_cfg.get("max_iters") == own[0] * -(-own[1] // own[2]):
+        epochs = own[0]
+    if epochs is None:
+        return options, notes
+    root = Path(data_root) if data_root else _dataset_root(cfg, "train_dataloader")
+    num_synthetic = len(read_ids(root / "splits" / "train.txt"))
+    max_iters, per_epoch = iterations_for_epochs(num_synthetic, per_step, epochs)
+    notes.append(f"{epochs:g} epochs x ceil({num_synthetic} synthetic / {per_step} per step) = {max_iters} iterations")
+    return options + [f"train_cfg.max_iters={max_iters}", f"train_cfg.val_interval={per_epoch}",
+                      f"default_hooks.checkpoint.interval={per_epoch}"], notes
+
+
+def with_options(path: Path, options: Sequence[str], script_args: Iterable[str]) -> list[str]:
+    """Script arguments with our --cfg-options BEFORE the user's: mmengine lets the last one win."""
+    return [str(path), *(["--cfg-options", *options] if options else []), *script_args]
 
 
 def tool_command(tool: str, args: Sequence[str], *, cfg_options: Sequence[str] = (), nproc: int = 1,

@@ -228,20 +228,23 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
-def train_commands(dataset: str, export_dir: Path, num_classes: int) -> tuple[str, str]:
-    """(hisyngen train command, plain stock mmseg command) for an MMSeg export."""
-    from hisyngen.configs import mmseg_config_path, stock_tool
+def train_commands(dataset: str, export_dir: Path) -> tuple[str, str]:
+    """(hisyngen train command, plain stock mmseg command) for an MMSeg export.
+
+    The stock command carries what ``hisyngen train`` would set for this export (data root, class
+    count, iterations for the config's epochs on its number of synthetic images).
+    """
+    from hisyngen.configs import export_options, load_mmseg_config, mmseg_config_path, schedule_options, stock_tool
 
     try:
         config = mmseg_config_path(dataset)
-        extra = ""
-    except HisynError:  # custom dataset: the BCSS config (hisyngen train takes the class count from the export)
+    except HisynError:  # custom dataset: the BCSS config (fitted to the export's classes)
         config = mmseg_config_path("bcss-wsss")
-        extra = f" model.decode_head.num_classes={num_classes}"
-    root = export_dir.resolve()
+    root = str(export_dir.resolve())
+    cfg = load_mmseg_config(config)
+    options = export_options(cfg, root)[0] + schedule_options(cfg, root, 1, None)[0]
     hisyngen = f"hisyngen train {config.stem} --data-root {root}"
-    stock = (f"python {stock_tool('train')} {config} --cfg-options train_dataloader.dataset.data_root={root} "
-             f"val_dataloader.dataset.data_root={root} test_dataloader.dataset.data_root={root}{extra}")
+    stock = f"python {stock_tool('train')} {config} --cfg-options {' '.join(options)}"
     return hisyngen, stock
 
 
@@ -524,7 +527,7 @@ class Build:
                    "seconds_this_run": round(seconds, 2)}
         if "mmseg" in exports:
             summary["train_command"], summary["stock_train_command"] = train_commands(
-                self.dataset, Path(exports["mmseg"]["path"]), self.source.spec.num_classes)
+                self.dataset, Path(exports["mmseg"]["path"]))
         return summary
 
 

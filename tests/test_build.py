@@ -136,6 +136,9 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
     assert {split: hf[name].num_rows for split, name in hf_counts.items()} == counts
     assert summary["exports"]["hf"]["counts"] == counts
     assert "--data-root" in summary["train_command"] and str(mmseg.resolve()) in summary["train_command"]
+    # the stock command is fitted to this export: 25 epochs x ceil(12 synthetic / 32 per step) iterations
+    stock = summary["stock_train_command"]
+    assert "train_cfg.max_iters=25 train_cfg.val_interval=1" in stock and stock.count(str(mmseg.resolve())) == 3
 
     json_summary = json.loads((out / "summary.json").read_text())
     assert json_summary["strategies"]["bezier"]["kept"] == 6

@@ -176,12 +176,12 @@ def test_cli_reports_user_errors_on_one_line(tmp_path):
 def test_train_plan_follows_the_export_size_classes_and_gpus(tmp_path):
     from pathlib import Path
 
-    from hisyngen.cli.mmseg import (_config_with, _load_config, _with_options, export_options, schedule_options,
-                                    user_cfg_options)
+    from hisyngen.configs import (config_with, export_options, load_mmseg_config, schedule_options,
+                                  user_cfg_options, with_options)
     from hisyngen.spec import WSSS4LUAD
 
     export = write_tiny_export(tmp_path / "bcss")  # 4 synthetic images, BCSS classes
-    paper = _load_config(mmseg_config_path("bcss-wsss"))
+    paper = load_mmseg_config(mmseg_config_path("bcss-wsss"))
     # the paper config (25 epochs of 14,400 images at 32 per step) rescaled to this export:
     # 25 x ceil(4 / 32) = 25 iterations; on 4 GPUs each takes 64 / 4 = 16 images per step
     options, _ = schedule_options(paper, str(export), 1, None)
@@ -196,15 +196,15 @@ def test_train_plan_follows_the_export_size_classes_and_gpus(tmp_path):
     # the user's --cfg-options reach the plan (their batch is per GPU) and come last in the command
     user = user_cfg_options(["--resume", "--cfg-options", "train_dataloader.batch_size=16", "a.b=1"])
     assert user == {"train_dataloader.batch_size": 16, "a.b": 1}
-    options, _ = schedule_options(_config_with(mmseg_config_path("bcss-wsss"), user), str(export), 2, 1,
+    options, _ = schedule_options(config_with(mmseg_config_path("bcss-wsss"), user), str(export), 2, 1,
                                   per_process_batch=True)
     assert options == ["train_cfg.max_iters=1", "train_cfg.val_interval=1", "default_hooks.checkpoint.interval=1"]
     mine = user_cfg_options(["--cfg-options", "train_cfg.max_iters=100"])
-    assert schedule_options(_config_with(mmseg_config_path("bcss-wsss"), mine), str(export), 1, None) == ([], [])
-    argv = _with_options(Path("c.py"), ["train_cfg.max_iters=25"], ["--cfg-options", "train_cfg.max_iters=100"])
+    assert schedule_options(config_with(mmseg_config_path("bcss-wsss"), mine), str(export), 1, None) == ([], [])
+    argv = with_options(Path("c.py"), ["train_cfg.max_iters=25"], ["--cfg-options", "train_cfg.max_iters=100"])
     assert argv == ["c.py", "--cfg-options", "train_cfg.max_iters=25", "--cfg-options", "train_cfg.max_iters=100"]
     # a config with its own iteration count (smoke: 4) keeps it
-    smoke = _load_config(mmseg_config_path("smoke"))
+    smoke = load_mmseg_config(mmseg_config_path("smoke"))
     assert schedule_options(smoke, str(export), 1, None) == ([], [])
 
     assert export_options(smoke, str(export))[0] == data_root_options(export)  # BCSS head, BCSS export
