@@ -241,6 +241,22 @@ def test_filter_train_cli_writes_model_and_report(source, tmp_path):
         assert set(np.unique(read_mask(tmp_path / "kept" / "masks" / f"{row['id']}.png"))) <= {0, 1, 2, 3, 255}
 
 
+def test_negatives_from_a_corpus_must_be_unfiltered_samples_of_the_same_parameters(source, tmp_path):
+    from hisyngen.corpus import synthesize
+
+    strategy = make_strategy("bezier", {"size": 48})
+    synthesize(source, strategy, tmp_path / "neg", 10, seed=0)
+    config = TrainConfig(epochs=1, batch_size=8, image_size=32)
+    report = train_filter(source, strategy, tmp_path / "d", config, negatives_from=tmp_path / "neg")
+    assert report["split"]["train"]["synthetic"] + report["split"]["val"]["synthetic"] == 10
+    with pytest.raises(HisynError, match=r"other bezier parameters \(size=48 there, 64 here\)"):
+        train_filter(source, make_strategy("bezier", {"size": 64}), tmp_path / "d2", config, negatives_from=tmp_path / "neg")
+    corpus_json = tmp_path / "neg" / "corpus.json"
+    corpus_json.write_text(json.dumps({**json.loads(corpus_json.read_text()), "filter": {"threshold": 0.5}}))
+    with pytest.raises(HisynError, match="is a filtered corpus; the negatives must be unfiltered"):
+        train_filter(source, strategy, tmp_path / "d3", config, negatives_from=tmp_path / "neg")
+
+
 def test_realism_ranks_a_tinted_corpus_as_less_real(tmp_path):
     from hisyngen.corpus import synthesize
     from hisyngen.sources.labels import format_labels

@@ -407,6 +407,14 @@ def train_filter(
         if tuple(corpus.spec.classes) != tuple(source.spec.classes):
             raise HisynError(f"{negatives_from} was made for classes {list(corpus.spec.classes)}, "
                              f"not {list(source.spec.classes)}")
+        if corpus.config.filter is not None:
+            raise HisynError(f"{negatives_from} is a filtered corpus; the negatives must be unfiltered samples "
+                             "(the ones the discriminator will judge)")
+        shaping = {k: corpus.config.params.get(k) for k in strategy.sample_params()}
+        differ = [f"{k}={shaping[k]!r} there, {v!r} here" for k, v in strategy.sample_params().items() if shaping[k] != v]
+        if differ:
+            raise HisynError(f"{negatives_from} was made with other {strategy.name} parameters ({'; '.join(differ)}); "
+                             "pass the same -p/--size options")
         paths = tuple(corpus.image_path(row) for row in corpus.rows())[: negatives or None]
         synthetic = ImageSet(label=1 - REAL, size=config.image_size, paths=paths)
         pack_fingerprint = corpus.config.source.get("fingerprint")
