@@ -96,6 +96,14 @@ def test_cli_test_with_tta(trained, mmseg_export):
     assert len(METRIC_LINE.findall(out)) == 1
 
 
+def test_cli_train_runs_the_stock_script_and_the_users_options_win(mmseg_export, tmp_path):
+    # the head's class count comes from the export; the user's max_iters beats the config's 4
+    out = run_cli(["train", "smoke", "--data-root", str(mmseg_export), "--work-dir", str(tmp_path / "wd"),
+                   "--cfg-options", "train_cfg.max_iters=2", "train_cfg.val_interval=2"], cwd=tmp_path)
+    assert "Iter(train) [2/2]" in out and len(METRIC_LINE.findall(out)) == 1
+    assert (tmp_path / "wd" / "iter_2.pth").is_file()
+
+
 def test_two_process_gloo_training(mmseg_export, tmp_path):
     out = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(stock_tool("train")), SMOKE, "--launcher", "pytorch", "--work-dir", str(tmp_path / "wd"),

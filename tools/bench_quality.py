@@ -261,7 +261,7 @@ def render(results_path: str) -> str:
         classes = list(rows[0]["IoU"])
         first = rows[0]
         lines += [f"**{dataset}** - {first['iters']} iterations x {first['synthetic_per_step']} synthetic images "
-                  f"(+{first['synthetic_per_step']} real for `full`), {first['crop']} px crops of {first.get('size', 224)} px "
+                  f"(+{first['synthetic_per_step']} real for {', '.join(f'`{v}`' for v, spec in VARIANTS.items() if spec['real'])}), {first['crop']} px crops of {first.get('size', 224)} px "
                   f"images, {first['count']} samples per corpus, evaluated on {first['eval_images']} held-out images ({first['pixels']:,} tissue pixels)",
                   "", "| variant | seeds | mIoU | fwIoU | " + " | ".join(f"IoU {c}" for c in classes) + " | train time |",
                   "|---|---|---|---|" + "---|" * len(classes) + "---|"]
