@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_bytes, atomic_write_text, encode_mask_png, encode_rgb_png
+from hisyngen.safety import check_sample_id, has_marker, locks_output, user_entries, write_marker
 from hisyngen.spec import DatasetSpec
 
 FORMAT = "hisyngen-corpus"
@@ -150,6 +151,7 @@ class Corpus:
             raise HisynError(f"{where}: not valid JSON ({exc.msg}); the manifest is damaged") from None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
             raise HisynError(f"{where}: a manifest row needs a sample \"id\"")
+        check_sample_id(row["id"], where)  # it names images/<id>.png: never a path out of the corpus
         labels = row.get("labels")
         if (not isinstance(labels, list) or len(labels) != self.spec.num_classes
                 or any(v not in (0, 1) or isinstance(v, bool) for v in labels)):
@@ -219,12 +221,15 @@ def prepare_output(out: Path, config: CorpusConfig) -> bool:
             diffs.append(f"shard: {existing.shard} vs {config.shard}")
         if diffs:
             raise HisynError(f"{out} holds a different corpus ({'; '.join(diffs)}); choose another --out or delete it")
+        if not has_marker(out, ("corpus",)):  # killed between the two files, or made by an older version
+            write_marker(out, "corpus")
         complete = (out / "manifest.jsonl").is_file()
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif out.exists() and (not out.is_dir() or user_entries(out)):
         raise HisynError(f"{out} exists and is not an empty folder or a hisyngen corpus; choose another --out")
     else:
         # The identity file comes first: a run killed right after it still resumes.
         out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "corpus")  # before the identity file: a folder holding only the marker is still empty
         atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
         complete = False
     if not complete:
@@ -401,6 +406,7 @@ def small_pool_warnings(pack: Any, classes: tuple[str, ...]) -> list[str]:
             if 0 < len(pack.by_class[c]) < DEFAULT_MIN_POOL]
 
 
+@locks_output("out")
 def synthesize(
     source: Any,
     strategy: Any,
@@ -420,6 +426,7 @@ def synthesize(
     """
     from tqdm import tqdm
 
+    from hisyngen.sources.inspect import skipped_warning
     from hisyngen.sources.pools import build_pool_pack
 
     if count < 1:
@@ -440,7 +447,8 @@ def synthesize(
         summary.seconds = time.perf_counter() - started
         return summary
     pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
-    summary.problems = [str(p) for p in problems] + small_pool_warnings(pack, source.spec.classes)
+    skipped = skipped_warning([*source.problems, *problems], source.root)
+    summary.problems = ([skipped] if skipped else []) + small_pool_warnings(pack, source.spec.classes)
     strategy.check_pool(pack, source.spec.classes)
     prepare_output(out, config)
     remove_temporaries(out)
@@ -459,6 +467,7 @@ def synthesize(
     return summary
 
 
+@locks_output("out")
 def merge_corpora(shards: list[str | Path], out: str | Path, progress: bool = False) -> dict[str, Any]:
     """Merge complete shards (``--shard i/n`` for every i) into one corpus identical to an unsharded run."""
     from tqdm import tqdm
@@ -501,7 +510,7 @@ def merge_corpora(shards: list[str | Path], out: str | Path, progress: bool = Fa
                 corpus = by_index[i]
                 for row in corpus.rows():
                     for kind, path in (("images", corpus.image_path(row)), ("masks", corpus.mask_path(row))):
-                        target = out / kind / path.name
+                        target = out / kind / f"{row['id']}.png"  # the name the merged manifest gives it
                         if not target.is_file():
                             if not path.is_file():
                                 raise HisynError(f"{path} is missing from shard {corpus.folder}; rerun its synth "

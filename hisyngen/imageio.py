@@ -5,10 +5,15 @@ channels, alpha is composited onto white (transparent = slide background), 16-bi
 Masks decode with Pillow because OpenCV expands palette PNGs to colours; palette, grayscale and small
 16-bit masks give their indices directly, RGB masks are mapped back through the dataset palette.
 Writers encode PNG to bytes and rename into place so that no reader ever sees half a file.
+
+Every reader first takes the size from the file header and refuses an image over :func:`max_pixels`
+(``HISYNGEN_MAX_PIXELS``, default :data:`DEFAULT_MAX_PIXELS`) as an :class:`ImageReadError`, before
+any pixel is decoded: a forged header cannot make a worker allocate gigabytes.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -27,6 +32,67 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoding pr
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
+DEFAULT_MAX_PIXELS = 25_000_000
+"""Largest image (width x height) hisyngen decodes. Source patches of the supported datasets are at
+most a few megapixels; 25 MP (5000 x 5000, 75 MB as RGB) leaves ample room while keeping one decode
+per worker far below memory limits. A bigger image is a slide region to tile first, not a patch."""
+MAX_PIXELS_ENV = "HISYNGEN_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel cap: ``$HISYNGEN_MAX_PIXELS`` (an integer such as 100000000) or the default."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        from hisyngen.errors import HisynError
+
+        raise HisynError(f"{MAX_PIXELS_ENV}={text!r} is not a positive number of pixels")
+    return value
+
+
+def check_pixels(width: int, height: int, name: str | Path) -> None:
+    """Refuse a ``width`` x ``height`` image over the pixel cap (an :class:`ImageReadError` naming it)."""
+    cap = max_pixels()
+    if width * height > cap:
+        raise ImageReadError(name, f"image is {width}x{height} ({width * height / 1e6:.1f} megapixels), over the "
+                                   f"{cap / 1e6:g} megapixel cap (set {MAX_PIXELS_ENV} to allow more)")
+
+
+def _bomb(name: str | Path, Image) -> ImageReadError:
+    """Pillow refused the header before giving a size: far over any cap."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+    return ImageReadError(name, f"image is over {limit:.0f} megapixels, over the {max_pixels() / 1e6:g} megapixel cap "
+                                f"(set {MAX_PIXELS_ENV} to allow more)")
+
+
+@functools.lru_cache(maxsize=None)
+def _pillow():
+    """Pillow, with its own decompression-bomb warning silenced: :func:`check_pixels` (lower) decides."""
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    return Image
+
+
+def _header_size(buffer: np.ndarray, name: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the encoded bytes' header (Pillow reads only the header), or None when
+    Pillow does not know the format (OpenCV may still decode it)."""
+    Image = _pillow()
+    try:
+        with Image.open(io.BytesIO(buffer)) as im:
+            return im.size
+    except Image.DecompressionBombError:  # beyond even Pillow's own limit
+        raise _bomb(name, Image) from None
+    except Exception:  # unknown or damaged header: left to OpenCV, which reports it
+        return None
+
 
 def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES and not Path(path).name.startswith(".")
@@ -37,7 +103,13 @@ def decode_raw(data: bytes | np.ndarray, name: str | Path = "<bytes>") -> np.nda
     buffer = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if buffer.size == 0:
         raise ImageReadError(name, "empty file")
-    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    size = _header_size(buffer, name)
+    if size is not None:
+        check_pixels(*size, name)
+    try:
+        array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header beyond OpenCV's own size limit
+        raise ImageReadError(name, f"cannot decode image ({' '.join(str(exc).split())[-160:]})") from None
     if array is None:
         raise ImageReadError(name, "cannot decode image (truncated, corrupt or unsupported format)")
     return array
@@ -95,14 +167,17 @@ def to_rgb8(array: np.ndarray, name: str | Path = "<array>") -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding pixels."""
-    from PIL import Image, UnidentifiedImageError
-
+    """(width, height) from the file header, without decoding pixels; over the pixel cap is an error."""
+    Image = _pillow()
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+            size = im.size
+    except Image.DecompressionBombError:
+        raise _bomb(path, Image) from None
+    except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError
         raise ImageReadError(path, f"cannot read image header ({exc})") from None
+    check_pixels(*size, path)
+    return size
 
 
 def read_mask(path: str | Path, spec: "DatasetSpec | None" = None) -> np.ndarray:
@@ -111,10 +186,12 @@ def read_mask(path: str | Path, spec: "DatasetSpec | None" = None) -> np.ndarray
     Palette ("P"), grayscale and 16-bit masks hold indices already; RGB masks are mapped through
     ``spec``'s palette (a colour not in it is an error naming the file).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
+    Image = _pillow()
     try:
         with Image.open(path) as im:
+            check_pixels(*im.size, path)  # before load(): the header alone decides
             im.load()
             mode = im.mode
             if mode in ("P", "L", "1"):  # "1" gives booleans: 0/1 indices
@@ -131,6 +208,8 @@ def read_mask(path: str | Path, spec: "DatasetSpec | None" = None) -> np.ndarray
             raise ImageReadError(path, f"unsupported mask mode {mode!r} (need palette, grayscale or RGB)")
     except ImageReadError:
         raise
+    except Image.DecompressionBombError:
+        raise _bomb(path, Image) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise ImageReadError(path, f"cannot decode mask ({exc})") from None
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
+from hisyngen.safety import output_lock, user_entries, write_marker
 
 DEFAULTS: dict[str, Any] = {
     "dataset": None,
@@ -260,7 +261,8 @@ class Build:
     """One build folder: its configuration, stage markers and the stage runner."""
 
     def __init__(self, source_root: str | Path, out: str | Path, config: dict[str, Any], command: str | None = None,
-                 token: str | None = None, progress: bool = True, log: Callable[[str], None] = print) -> None:
+                 token: str | None = None, progress: bool = True, log: Callable[[str], None] = print,
+                 allow_outside_root: bool = False) -> None:
         from hisyngen.sources import open_source
 
         self.out = Path(out)
@@ -269,7 +271,8 @@ class Build:
         self.token = token
         self.progress = progress
         self.log = log
-        self.source = open_source(source_root, dataset=config["dataset"], spec=config["spec"])
+        self.source = open_source(source_root, dataset=config["dataset"], spec=config["spec"],
+                                  allow_outside_root=allow_outside_root)
         self.dataset = self.source.spec.name
         self.count = paper_count(self.dataset) if config["count"] is None else int(config["count"])
         if self.count < 1:
@@ -360,10 +363,11 @@ class Build:
                 raise HisynError(f"{self.out} holds a build with other settings ({'; '.join(diffs)}); "
                                  "choose another --out or delete it")
             return
-        if self.out.exists() and any(self.out.iterdir()):
+        if self.out.exists() and user_entries(self.out):
             raise HisynError(f"{self.out} exists and is not a hisyngen build folder; choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)  # build.yaml first: a build killed right after resumes
         atomic_write_text(stored, yaml.safe_dump(identity, sort_keys=True))
+        write_marker(self.out, "build")
 
     def marker(self, stage: str) -> Path:
         (self.out / ".stages").mkdir(exist_ok=True)
@@ -485,8 +489,23 @@ class Build:
     # --- the whole build ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Run (or resume) the build; another build into the same OUT meanwhile is refused."""
+        self.check_pools()  # a source that cannot serve the strategies is refused before OUT is made
+        with output_lock(self.out):
+            return self._run()
+
+    def _skipped_warning(self) -> str | None:
+        """One line on the source files the build does not use (from inspect.json), or None."""
+        from hisyngen.sources.inspect import skipped_warning
+
+        try:
+            report = json.loads((self.out / "inspect.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return skipped_warning(report.get("warnings", []), self.source.root)
+
+    def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
-        self.check_pools()
         self.prepare()
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [("inspect", self.stage_inspect)]
         keys: dict[str, dict[str, Any]] = {}
@@ -503,9 +522,14 @@ class Build:
             plan.append(("push", self.stage_push))
             keys["push"] = {k: self.config[k] for k in ("push_to_hub", "private", "revision")}
         results = {}
+        warnings: list[str] = []
         for number, (stage, work) in enumerate(plan, start=1):
             results[stage] = self.run_stage(number, len(plan), stage, work, keys.get(stage))
+            if stage == "inspect" and self._skipped_warning():
+                warnings.append(self._skipped_warning())  # type: ignore[arg-type]
+                self.log(f"warning: {warnings[-1]}")
         summary = self.summary(results, time.perf_counter() - started)
+        summary["warnings"] = warnings
         atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
@@ -536,6 +560,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731
     lines = [f"built {summary['out']} from {summary['source']} ({summary['dataset']}) "
              f"in {summary['seconds_this_run']:.0f}s this run", ""]
+    lines[1:1] = [f"warning: {w}" for w in summary.get("warnings", [])]
     header = "| strategy | kept | attempted | acceptance | disc. accuracy | disc. F1 | disc. ROC-AUC | realism 2-sample acc. | FD | KID |"
     lines += [header, "|---" * (header.count("|") - 1) + "|"]
     for name, s in summary["strategies"].items():

@@ -266,8 +266,9 @@ def test_hf_card_yaml_parses_and_body_documents_the_export(inputs, tmp_path):
 
     assert "| 0 | TUM | (255, 0, 0) |" in body and "| 255 | ignore |" in body
     assert "hisyngen export A B --format hf" in body
-    assert f"hisyngen synth {source.root.resolve()} -s mosaic -n 6 --seed 0 -o mosaic --size 32" in body
-    assert (f"hisyngen filter {source.root.resolve()} -s bezier -m DISCRIMINATOR -n 6 --seed 0 --threshold 0.5 "
+    # The source by its folder name: a published card carries no local absolute path (issue 15).
+    assert f"hisyngen synth {source.root.name} -s mosaic -n 6 --seed 0 -o mosaic --size 32" in body
+    assert (f"hisyngen filter {source.root.name} -s bezier -m DISCRIMINATOR -n 6 --seed 0 --threshold 0.5 "
             "--batch-size 64 -o bezier-filtered --size 32") in body
     assert "| mosaic | 6 |" in body and "| bezier | 6 |" in body
     assert "| stats.acceptance_rate | 0.667 |" in body and "| stats.discriminator.f1 | 0.9 |" in body

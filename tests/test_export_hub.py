@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hisyngen.export import export_dataset
+from hisyngen.safety import OWN_FILES
 from hisyngen.sources import open_source
 
 from fake_hub import FakeHub
@@ -85,7 +86,8 @@ def test_push_then_load_dataset_from_the_fake_hub_round_trips_pixels(exported, h
     assert pushed.stdout.strip() == f"pushed {exported / 'hf'} to {hub.url}/datasets/user/tiny"
     repo = hub.repos[("user", "tiny")]
     assert repo.private and repo.owner == "user"
-    local = sorted(p.relative_to(exported / "hf").as_posix() for p in (exported / "hf").rglob("*") if p.is_file())
+    local = sorted(p.relative_to(exported / "hf").as_posix() for p in (exported / "hf").rglob("*")
+                   if p.is_file() and p.name not in OWN_FILES)  # the lock and marker stay local
     assert sorted(repo.branches["main"].files) == local
     assert all(repo.branches["main"].files[p] == (exported / "hf" / p).read_bytes() for p in local)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from hisyngen.cli.common import print_json
+from hisyngen.cli.common import ALLOW_OUTSIDE_ROOT_HELP, print_json
+from hisyngen.safety import recorded_command, redact
 
 DEMO_SETTINGS = {
     "count": 48,
@@ -21,16 +21,18 @@ DEMO_SETTINGS = {
 
 
 def _command_line() -> str:
-    return shlex.join(["hisyngen", *sys.argv[1:]])
+    """The command as the export card records it: ``--token`` and token-shaped values redacted."""
+    return recorded_command(sys.argv[1:])
 
 
 def run_build(source: str, out: str, overrides: dict, config_file: str | None, token: str | None, quiet: bool,
-              as_json: bool) -> dict:
+              as_json: bool, allow_outside_root: bool = False) -> dict:
     from hisyngen.pipeline import Build, load_config, render_summary
 
     config = load_config(config_file, overrides)
-    log = (lambda message: None) if quiet or as_json else (lambda message: click.echo(message, err=True))
-    build = Build(source, out, config, command=_command_line(), token=token, progress=not quiet and not as_json, log=log)
+    log = (lambda message: None) if quiet or as_json else (lambda message: click.echo(redact(message, (token,)), err=True))
+    build = Build(source, out, config, command=_command_line(), token=token, progress=not quiet and not as_json, log=log,
+                  allow_outside_root=allow_outside_root)
     summary = build.run()
     if as_json:
         print_json(summary)
@@ -57,13 +59,14 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
 @click.option("--device", default=None, help="Discriminator device: auto, cpu, cuda, cuda:1 [default: auto].")
 @click.option("--push-to-hub", "push_to_hub", default=None, metavar="USER/NAME", help="Push the HF export to this dataset repo.")
 @click.option("--private", is_flag=True, default=None, help="Make the pushed dataset private.")
+@click.option("--allow-outside-root", "allow_outside_root", is_flag=True, help=ALLOW_OUTSIDE_ROOT_HELP)
 @click.option("--token", default=None, help="Hub token [default: HF_TOKEN or the saved login]; never stored.")
 @click.option("--print-config", is_flag=True,
               help="Print the configuration (YAML: the defaults, updated by -c FILE and the options given) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; print only the summary.")
 def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, max_attempts, workers,
-          device, push_to_hub, private, token, print_config, as_json, quiet) -> None:
+          device, push_to_hub, private, token, allow_outside_root, print_config, as_json, quiet) -> None:
     """Turn the weakly-labelled dataset SOURCE into ready-to-train datasets.
 
     inspect -> single-tissue pools -> per strategy: train its discriminator, generate until COUNT
@@ -96,7 +99,7 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
         return
     if source is None or out is None:
         raise click.UsageError("SOURCE and --out are required (or --print-config)")
-    run_build(source, out, overrides, config_file, token, quiet, as_json)
+    run_build(source, out, overrides, config_file, token, quiet, as_json, allow_outside_root=allow_outside_root)
 
 
 @click.command()

@@ -14,6 +14,27 @@ from typing import Any, Callable
 import click
 
 from hisyngen.errors import HisynError
+from hisyngen.safety import redact
+
+
+def _secrets() -> tuple[str | None, ...]:
+    """Token values this process knows of (``--token`` on its command line, ``$HF_TOKEN``), hidden
+    from every message it prints."""
+    import os
+
+    argv = sys.argv[1:]
+    found: list[str | None] = [os.environ.get("HF_TOKEN")]
+    for i, arg in enumerate(argv):
+        if arg == "--token" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--token="):
+            found.append(arg.split("=", 1)[1])
+    return tuple(found)
+
+
+def echo_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr, one line, secrets redacted."""
+    click.echo(f"error: {redact(message, _secrets())}", err=True)
 
 
 class HisynGroup(click.Group):
@@ -23,26 +44,39 @@ class HisynGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HisynError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo_error(str(exc))
             ctx.exit(1)
         except OSError as exc:  # a folder that cannot be created, a full disk, no permission: the user's to fix
             where = f": {exc.filename}" if exc.filename and str(exc.filename) not in str(exc) else ""
-            click.echo(f"error: {exc}{where}", err=True)
+            echo_error(f"{exc}{where}")
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted (rerun the same command to resume where it applies)", err=True)
             ctx.exit(130)
 
 
+ALLOW_OUTSIDE_ROOT_HELP = ("Accept manifest rows and spec folders that point outside the source root "
+                           "(../x, absolute paths); refused by default.")
+
+
 def source_options(func: Callable) -> Callable:
-    """``--dataset`` / ``--spec``: how to read a SOURCE folder when auto-detection is not wanted."""
+    """``--dataset`` / ``--spec`` / ``--allow-outside-root``: how to read a SOURCE.
+
+    ``--allow-outside-root`` is kept in the click context rather than passed to the command, so that
+    every command reading a source gets it without a parameter of its own;
+    :func:`open_source_from_options` reads it from there.
+    """
 
     @click.option("--dataset", metavar="NAME", default=None,
                   help="Force a built-in layout: wsss4luad, bcss-wsss or luad-histoseg (default: detect).")
     @click.option("--spec", "spec_file", metavar="FILE", default=None, type=click.Path(dir_okay=False),
                   help="A YAML/JSON dataset spec for a custom dataset (classes, palette, split folders).")
+    @click.option("--allow-outside-root", "allow_outside_root", is_flag=True, help=ALLOW_OUTSIDE_ROOT_HELP)
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, allow_outside_root: bool = False, **kwargs: Any) -> Any:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.meta["hisyngen.allow_outside_root"] = allow_outside_root
         return func(*args, **kwargs)
 
     return wrapper
@@ -51,7 +85,9 @@ def source_options(func: Callable) -> Callable:
 def open_source_from_options(root: str, dataset: str | None, spec_file: str | None):
     from hisyngen.sources import open_source
 
-    return open_source(root, dataset=dataset, spec=spec_file)
+    ctx = click.get_current_context(silent=True)
+    allow = bool(ctx.meta.get("hisyngen.allow_outside_root")) if ctx is not None else False
+    return open_source(root, dataset=dataset, spec=spec_file, allow_outside_root=allow)
 
 
 def print_json(data: Any) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 import click
 
 from hisyngen.cli.common import open_source_from_options, print_json, source_options
+from hisyngen.safety import recorded_command
 
 
 @click.command()
@@ -45,7 +45,7 @@ def export(corpora: tuple[str, ...], source: str, dataset, spec_file, fmt: str, 
     from hisyngen.export import export_dataset
 
     src = open_source_from_options(source, dataset, spec_file)
-    command = shlex.join(["hisyngen", *sys.argv[1:]])  # argv[0] is an install path; the card shows the command
+    command = recorded_command(sys.argv[1:])  # the card shows it: secrets redacted, no local absolute paths
     summary = export_dataset(list(corpora), src, fmt, out, overwrite=overwrite, command=command, license=license_,
                              tags=list(tags) or None, progress=not quiet and not as_json)
     if as_json:

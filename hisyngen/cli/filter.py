@@ -110,6 +110,8 @@ def filter_command(source, dataset, spec_file, strategy, model, count, out, seed
     if as_json:
         print_json(summary.to_dict())
         return
+    for problem in summary.problems:
+        click.echo(f"warning: {problem}", err=True)
     click.echo(f"{out}: kept {summary.kept:,} of {summary.attempted:,} {strategy} candidates "
                f"(acceptance {summary.acceptance_rate:.1%}, threshold {threshold}) in {summary.seconds:.0f}s")
 

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from hisyngen.errors import HisynError
 from hisyngen.export.common import FORMATS, SPLITS, ExportPlan, check_output, staged_output
+from hisyngen.safety import output_lock, write_marker
 
 __all__ = ["ExportSummary", "export_dataset"]
 
@@ -51,14 +52,23 @@ def export_dataset(
 
     ``fmt`` is ``mmseg`` or ``hf``. The export is built in a temporary sibling of ``out`` and renamed
     into place only when complete; a non-empty ``out`` needs ``overwrite`` (and must be an earlier
-    export). ``command``, ``license``, ``tags`` and ``max_shard_bytes`` apply to the ``hf`` format.
+    export: it carries the ``.hisyngen.json`` marker). ``command``, ``license``, ``tags`` and
+    ``max_shard_bytes`` apply to the ``hf`` format. Another export to the same ``out`` at the same
+    time is refused (``out/.lock``, carried into the new folder when it replaces the old one).
     """
-    from tqdm import tqdm
-
     if fmt not in FORMATS:
         raise HisynError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    started = time.perf_counter()
     out = Path(out)
+    with output_lock(out):
+        return _export(corpora, source, fmt, out, overwrite=overwrite, command=command, license=license, tags=tags,
+                       max_shard_bytes=max_shard_bytes, progress=progress)
+
+
+def _export(corpora: Iterable[str | Path], source: Any, fmt: str, out: Path, *, overwrite: bool, command: str | None,
+            license: str | None, tags: list[str] | None, max_shard_bytes: int | None, progress: bool) -> ExportSummary:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
     corpora = [Path(c) for c in corpora]
     check_output(out, overwrite, [*corpora, Path(source.root)])
     plan = ExportPlan(corpora, source)
@@ -77,5 +87,6 @@ def export_dataset(
         counts = write(plan, stage, on_sample=lambda: bar.update(1))
         if counts != expected:  # a manifest or source folder changed while we were writing
             raise HisynError(f"the inputs changed during the export (expected {expected}, wrote {counts}); rerun it")
+        write_marker(stage, f"export-{fmt}")
     return ExportSummary(out=str(out), format=fmt, counts={s: counts[s] for s in SPLITS}, strategies=plan.strategies,
                          seconds=time.perf_counter() - started, warnings=plan.warnings)

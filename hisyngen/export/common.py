@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from hisyngen.errors import HisynError, ImageReadError
-from hisyngen.imageio import encode_mask_png, encode_rgb_png, read_mask, read_rgb
+from hisyngen.imageio import check_pixels, encode_mask_png, encode_rgb_png, read_mask, read_rgb
+from hisyngen.safety import LOCK, MARKER, has_marker, user_entries
 from hisyngen.spec import IGNORE_INDEX, DatasetSpec
 
 SPLITS = ("train", "train_real", "val", "test")
@@ -192,12 +193,11 @@ class ExportPlan:
             )
 
     def _relative(self, path: Path) -> str:
+        """``path`` relative to the source root (``../x`` for a file outside it that the user
+        allowed): an export never carries an absolute local path."""
         root = Path(self.source.root)
         base = root if root.is_dir() else root.parent  # a manifest source: paths are relative to its folder
-        try:
-            return path.relative_to(base).as_posix()
-        except ValueError:
-            return path.as_posix()
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
 
     def check_files(self) -> dict[str, int]:
         """Refuse missing image/mask files up front (naming the first); return the count per split."""
@@ -237,7 +237,9 @@ def png_image_bytes(path: Path) -> tuple[bytes, tuple[int, int]]:
         raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
     # IHDR: width, height (big-endian), bit depth, colour type (2 = RGB) at fixed offsets.
     if data[:8] == _PNG_SIGNATURE and len(data) > 26 and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 2:
-        return data, (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
+        size = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        check_pixels(*size, path)  # copied, not decoded here: every consumer would decode it
+        return data, size
     image = read_rgb(path)
     return encode_rgb_png(image), (image.shape[1], image.shape[0])
 
@@ -267,9 +269,17 @@ def export_mask(sample: ExportSample, spec: DatasetSpec) -> np.ndarray:
 
 # --- output folder -----------------------------------------------------------------------------
 
+EXPORT_KINDS = ("export-mmseg", "export-hf")
+"""The marker kinds (:func:`hisyngen.safety.write_marker`) of the two export formats."""
+
+
 def is_export(folder: Path) -> bool:
-    """True for a folder written by ``hisyngen export`` (either format)."""
-    return (folder / "metainfo.json").is_file() or ((folder / "id2label.json").is_file() and (folder / "data").is_dir())
+    """True for a folder written by ``hisyngen export`` (either format): it carries the marker.
+
+    The marker, not the presence of ``metainfo.json``, decides: anyone's folder may hold a file of
+    that name, and ``--overwrite`` deletes what it replaces.
+    """
+    return has_marker(folder, EXPORT_KINDS)
 
 
 def check_output(out: Path, overwrite: bool, inputs: Iterable[Path]) -> None:
@@ -283,12 +293,13 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path]) -> None:
         return
     if not out.is_dir():
         raise HisynError(f"--out {out} exists and is not a folder")
-    if not any(out.iterdir()):
+    if not user_entries(out):
         return
     if not overwrite:
         raise HisynError(f"{out} exists and is not empty; pass --overwrite to replace it or choose another --out")
     if not is_export(out):
-        raise HisynError(f"{out} is not a hisyngen export; refusing to replace it with --overwrite (delete it yourself)")
+        raise HisynError(f"{out} is not a hisyngen export; refusing to replace it with --overwrite (it has no "
+                         f"{MARKER} marker; delete it yourself)")
 
 
 def _alive(pid: int) -> bool:
@@ -320,6 +331,13 @@ def staged_output(out: Path) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".partial", dir=out.parent))
     try:
         yield stage
+        if (out / LOCK).is_file():
+            # The caller's lock (hisyngen.safety.output_lock) lives in out/.lock; a hard link makes the
+            # new folder's .lock the same, still locked, file, so no other run can slip in at the swap.
+            try:
+                os.link(out / LOCK, stage / LOCK)
+            except OSError:  # a file system without hard links: the new folder gets a lock file at the next run
+                pass
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         if out.exists():

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hisyngen import __version__
 from hisyngen.export.common import REAL, SPLITS, ExportPlan, PreparedSample
+from hisyngen.safety import redact
 from hisyngen.spec import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -229,7 +230,8 @@ def corpus_command(corpus: Any) -> str:
     from hisyngen.synthesis import make_strategy
 
     config = corpus.config
-    source = config.source.get("root", "SOURCE")
+    # The folder name only: a card is published, the local path of the source is nobody's business.
+    source = Path(config.source["root"]).name if config.source.get("root") else "SOURCE"
     if config.filter:
         args = ["hisyngen", "filter", source, "-s", config.strategy, "-m", "DISCRIMINATOR", "-n", str(config.count),
                 "--seed", str(config.seed)]
@@ -315,9 +317,9 @@ def dataset_card(plan: ExportPlan, info: Any, counts: dict[str, int], per_strate
         "- `sources`: ids of the source images a sample was made from (a real image: its own id in the source); `id`: the sample id",
         "", "## How it was generated", "",
     ]
-    if command:
-        lines += ["Export command:", "", "```", command, "```", ""]
-    lines += [f"Source: `{plan.source.root}` ({spec.name}).", ""]
+    if command:  # redacted here too: an API caller may pass its own command line
+        lines += ["Export command:", "", "```", redact(command), "```", ""]
+    lines += [f"Source: `{Path(plan.source.root).name}` ({spec.name}).", ""]
     if plan.corpora:
         lines += ["Corpora, each equivalent to:", "", "```"] + [corpus_command(c) for c in plan.corpora] + ["```", ""]
     filtered = [c for c in plan.corpora if c.config.filter]

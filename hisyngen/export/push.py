@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 
 from hisyngen.errors import HisynError
+from hisyngen.safety import OWN_FILES
 
 REPO_TYPE = "dataset"
 
@@ -80,7 +81,8 @@ def push_export(folder: str | Path, repo_id: str, *, private: bool = False, toke
             # delete_patterns: shards of an earlier push that this export does not have would still
             # match the card's `data/<split>-*` globs and be loaded as duplicate rows.
             api.upload_folder(repo_id=repo_id, repo_type=REPO_TYPE, folder_path=folder, revision=revision,
-                              delete_patterns=["data/*"], commit_message=f"Upload {folder.name} with hisyngen")
+                              delete_patterns=["data/*"], ignore_patterns=sorted(OWN_FILES),  # local bookkeeping
+                              commit_message=f"Upload {folder.name} with hisyngen")
         except HfHubHTTPError:
             raise  # some are ValueErrors too (400); handled below
         except ValueError as exc:  # the client has the Hub validate the card's YAML first; its reasons follow

@@ -28,6 +28,8 @@ from hisyngen.corpus import (
 )
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_text
+from hisyngen.safety import locks_output
+from hisyngen.sources.inspect import skipped_warning
 
 DEFAULT_BATCH = 64
 PROBE = 2048
@@ -150,6 +152,7 @@ def default_max_attempts(count: int) -> int:
     return max(1000 * count, 2000)
 
 
+@locks_output("out")  # the whole run: its startup cleanup must never meet another run's files
 def filter_corpus(
     source: Any,
     strategy: Any,
@@ -204,7 +207,8 @@ def filter_corpus(
                                           "device_type": torch_device.type})
     out = Path(out)
     summary = FilterSummary(out=str(out), strategy=strategy.name, count=count, kept=0, attempted=0,
-                            threshold=threshold, seconds=0.0, problems=[str(p) for p in problems])
+                            threshold=threshold, seconds=0.0,
+                            problems=[w for w in [skipped_warning([*source.problems, *problems], source.root)] if w])
     if prepare_output(out, config):
         stats = Corpus(out).config.filter.get("stats", {})  # type: ignore[union-attr]
         summary.kept, summary.attempted = count, stats.get("attempted", 0)

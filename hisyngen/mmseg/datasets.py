@@ -53,11 +53,15 @@ def read_export_metainfo(data_root: str | Path) -> dict[str, Any]:
 
 
 def read_ids(path: Path) -> list[str]:
-    """Ids of a split file, one per line (blank lines skipped)."""
+    """Ids of a split file, one per line (blank lines skipped); each must be a valid sample id."""
+    from hisyngen.safety import check_sample_id
+
     try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise HisynError(f"cannot read split file {path}: {exc.strerror or exc}") from None
+    # Ids are joined into img_dir/ann_dir paths (pseudo-label writes there): one file name each.
+    return [check_sample_id(line.strip(), f"{path}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def read_labels_jsonl(path: Path, num_classes: int) -> dict[str, np.ndarray]:
@@ -78,7 +82,9 @@ def read_labels_jsonl(path: Path, num_classes: int) -> dict[str, np.ndarray]:
             raise HisynError(f"{path}:{number}: bad row ({exc})") from None
         if labels.shape != (num_classes,) or not np.isin(labels, (0, 1)).all():
             raise HisynError(f"{path}:{number}: 'labels' must be a 0/1 vector of length {num_classes}, got {row['labels']}")
-        out[sample_id] = labels.astype(np.uint8)
+        from hisyngen.safety import check_sample_id
+
+        out[check_sample_id(sample_id, f"{path}:{number}")] = labels.astype(np.uint8)
     return out
 
 

@@ -25,6 +25,25 @@ def small_pool_message(name: str, count: int, min_pool: int = DEFAULT_MIN_POOL) 
     return f"class {name} has {count} single-tissue train images (< {min_pool}); its synthetic tiles will repeat"
 
 
+SKIPPED_KINDS = frozenset({"unreadable", "unparseable-name", "unparseable-labels", "all-zero-labels", "unknown-class",
+                           "missing-file", "missing-mask", "orphan-mask", "duplicate-id", "bad-split"})
+"""Problem kinds that mean a source file is not used (not merely noted, like ``converted``)."""
+
+
+def skipped_warning(problems: list[Any], root: object, shown: int = 3) -> str | None:
+    """One line naming how many source files are skipped (unreadable, unlabelled...) and the first
+    ``shown`` of them, or None when none is; ``problems`` are :class:`Problem` or their dicts."""
+    skipped = [p if isinstance(p, dict) else p.__dict__ for p in problems]
+    skipped = [p for p in skipped if p.get("kind") in SKIPPED_KINDS]
+    if not skipped:
+        return None
+    names = ", ".join(Path(str(p["path"])).name or str(p["path"]) for p in skipped[:shown])  # manifest rows: FILE:LINE
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    kinds = ", ".join(sorted({p["kind"] for p in skipped}))
+    return (f"skipped {len(skipped)} source file{'s' if len(skipped) != 1 else ''} ({kinds}): {names}{more}; "
+            f"`hisyngen inspect {root}` lists them all")
+
+
 def _is_palette(path: Path) -> bool:
     from PIL import Image
 

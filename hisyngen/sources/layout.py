@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,12 +132,18 @@ def open_source(
     root: str | Path,
     dataset: str | None = None,
     spec: DatasetSpec | str | Path | None = None,
+    *,
+    allow_outside_root: bool = False,
 ) -> Source:
     """Read a source dataset.
 
     ``dataset`` names a built-in spec and forces that layout; ``spec`` (a :class:`DatasetSpec` or a
     YAML/JSON file) gives a custom one whose ``label_format`` picks the layout. With neither, the
     layout is detected from the folder names and the label format of the train file names.
+
+    Manifest rows and spec folders (``split_dirs``, ``image_dir``, ``mask_dir``) must stay inside the
+    source root (the manifest's folder) unless ``allow_outside_root``: a manifest from elsewhere
+    should not make hisyngen read, and export, files the user did not point it at.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -151,7 +158,7 @@ def open_source(
     if root.is_file():
         if root.suffix.lower() not in (".csv", ".jsonl", ".json"):
             raise HisynError(f"{root}: a file source must be a .csv or .jsonl manifest")
-        return _read_manifest(root, spec)
+        return _read_manifest(root, spec, allow_outside_root)
     if spec is None:
         layout = detect_layout(root)
         if layout == "folder":
@@ -161,6 +168,11 @@ def open_source(
         return _read_folder(root, spec)
     if spec.label_format == "manifest":
         raise HisynError(f"spec {spec.name!r} uses a manifest: pass the manifest file as the source")
+    if not allow_outside_root:
+        for key, names in [*((f"split_dirs.{k}", v) for k, v in spec.split_dirs.items()),
+                           ("image_dir", (spec.image_dir,)), ("mask_dir", (spec.mask_dir,))]:
+            for name in names:
+                inside_root(root, name, f"spec {spec.name!r} {key}", False)
     return _read_benchmark(root, spec)
 
 
@@ -222,6 +234,22 @@ def _images_in(folder: Path) -> list[Path]:
 
 def _record_id(root: Path, path: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
+
+
+def inside_root(root: Path, text: str, where: str, allow: bool) -> str:
+    """``text`` (a path relative to ``root``, or absolute) as a '/'-separated path relative to
+    ``root``; one that leaves ``root`` (``../x``, an absolute path elsewhere) is refused unless
+    ``allow``, and then given as ``../x`` (relative still: ids and exports never hold absolute paths).
+
+    The check is lexical: a symbolic link inside the root is the user's own choice and is followed.
+    """
+    base = os.path.abspath(root)
+    target = os.path.normpath(os.path.join(base, text))
+    relative = os.path.relpath(target, base)
+    if (relative == os.pardir or relative.startswith(os.pardir + os.sep)) and not allow:
+        raise HisynError(f"{where}: {text!r} is outside the source folder {root}; move it inside or pass "
+                         "--allow-outside-root")
+    return Path(relative).as_posix()
 
 
 def _read_benchmark(root: Path, spec: DatasetSpec) -> Source:
@@ -371,12 +399,16 @@ def _split_names(value: object) -> list[str] | None:
     return [t for t in re.split(r"[;|,]", text) if t.strip()]
 
 
-def _read_manifest(path: Path, spec: DatasetSpec | None) -> Source:
+def _read_manifest(path: Path, spec: DatasetSpec | None, allow_outside_root: bool = False) -> Source:
     """CSV/JSONL manifest: ``path``, ``labels`` (0/1 vector or class names), optional ``split``, ``mask``."""
     rows = _manifest_rows(path)
     if not rows:
         raise HisynError(f"{path}: the manifest lists no images")
     base = path.parent
+    for row in rows:  # refused before anything else is read: no row may lead out of the manifest's folder
+        for key in ("path", "mask"):
+            if row.get(key) not in (None, ""):
+                inside_root(base, str(row[key]), f"{path}:{row['_line']} {key}", allow_outside_root)
     if spec is None:
         names = [n for row in rows if row.get("labels") not in (None, "") for n in (_split_names(row["labels"]) or [])]
         if names:
@@ -406,7 +438,9 @@ def _read_manifest(path: Path, spec: DatasetSpec | None) -> Source:
         if not image.is_file():
             problems.append(Problem("missing-file", where, f"{image} does not exist"))
             continue
-        record_id = _record_id(base, image) if image.is_relative_to(base) else image.with_suffix("").as_posix()
+        # Relative to the manifest's folder for every row, absolute or not ("../x" when allowed outside):
+        # ids reach exports and card, which never carry local absolute paths.
+        record_id = Path(inside_root(base, str(row["path"]), where, True)).with_suffix("").as_posix()
         mask = row.get("mask")
         if split != "train":
             if not mask:

@@ -5,6 +5,10 @@ demand would dominate synthesis. A :class:`PoolPack` holds every single-tissue t
 RGB plus its white-background mask in two flat files under a cache folder keyed by the source
 fingerprint and the background parameters. Workers open it with ``numpy.memmap``: the operating
 system shares the pages between processes and nothing is decoded twice, across runs too.
+
+``index.json`` records the size and a sampled digest of both files; a pack whose files disagree
+(truncated, rewritten, from an older version) is rebuilt, never mapped. One process builds a pack at
+a time (a lock beside it); another one waits and then uses it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,55 @@ import numpy as np
 
 from hisyngen.errors import HisynError, ImageReadError
 from hisyngen.imageio import atomic_write_text, read_rgb
+from hisyngen.safety import file_lock
 from hisyngen.sources.background import BackgroundParams, background_mask
 from hisyngen.sources.layout import Problem, Record, Source
 
-PACK_VERSION = 1
+PACK_VERSION = 2
+"""2: ``index.json`` holds ``files`` (size and digest of pixels.u8 and background.u8)."""
+PACK_FILES = ("pixels.u8", "background.u8")
+_SAMPLE = 1 << 16
+
+
+def file_digest(path: Path) -> str:
+    """A cheap digest of ``path``: its size and 64 KiB at its start, middle and end (BLAKE2b).
+
+    Reading the whole pack (gigabytes for a large source) on every run would cost seconds; a
+    truncated, overwritten or swapped file changes the size or one of these samples.
+    """
+    import hashlib
+
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as handle:
+        for offset in sorted({0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)}):
+            handle.seek(offset)
+            digest.update(handle.read(_SAMPLE))
+    return digest.hexdigest()
+
+
+def pack_problem(folder: Path, *, digests: bool = True) -> str | None:
+    """Why the pack in ``folder`` cannot be used (None when it can): unreadable index, another
+    version, files whose size (or, with ``digests``, sampled digest) differs from the index."""
+    try:
+        meta = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable index.json ({exc})"
+    if not isinstance(meta, dict) or meta.get("version") != PACK_VERSION:
+        return f"pack version {meta.get('version') if isinstance(meta, dict) else None} is not {PACK_VERSION}"
+    files = meta.get("files") or {}
+    for name in PACK_FILES:
+        expected = files.get(name) or {}
+        path = folder / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != expected.get("size"):
+            return f"{name} has {size} bytes, index.json says {expected.get('size')}"
+        if digests and file_digest(path) != expected.get("digest"):
+            return f"{name} differs from the digest in index.json"
+    return None
 
 
 def default_cache_dir() -> Path:
@@ -49,9 +98,10 @@ class PoolPack:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        problem = pack_problem(self.folder, digests=False)  # sizes: np.memmap of a short file fails obscurely
+        if problem is not None:
+            raise HisynError(f"{self.folder}: damaged pool pack ({problem}); rerun to rebuild it")
         meta = json.loads((self.folder / "index.json").read_text())
-        if meta.get("version") != PACK_VERSION:
-            raise HisynError(f"{self.folder}: pool pack version {meta.get('version')} is not {PACK_VERSION}; delete it")
         self.meta = meta
         self.num_classes: int = meta["num_classes"]
         self.background_params = BackgroundParams(**meta["background"])
@@ -111,18 +161,29 @@ def build_pool_pack(
     Unreadable images are skipped and returned as problems (and remembered in the pack, so a cached
     pack reports them again).
     """
-    from tqdm import tqdm
-
     records = [r for r in source.train if r.is_single_tissue]
     if not records:
         raise HisynError(f"{source.root}: no single-tissue train images (label vectors with exactly one 1)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = cache / "pools" / pack_key(source, records, params)
-    if (folder / "index.json").is_file():
+    if pack_problem(folder) is None:
         pack = PoolPack(folder)
         return pack, [Problem(**p) for p in pack.meta.get("problems", [])]
-
     folder.parent.mkdir(parents=True, exist_ok=True)
+    (cache / "locks").mkdir(exist_ok=True)
+    # One builder per pack: a second process waits here, then finds the first one's pack.
+    with file_lock(cache / "locks" / f"{folder.name}.lock", f"pool cache {folder}", wait=True):
+        if pack_problem(folder) is None:
+            pack = PoolPack(folder)
+            return pack, [Problem(**p) for p in pack.meta.get("problems", [])]
+        return _build_pack(source, records, params, folder, progress)
+
+
+def _build_pack(source: Source, records: list[Record], params: BackgroundParams, folder: Path,
+                progress: bool) -> tuple[PoolPack, list[Problem]]:
+    """Decode ``records`` into a new pack at ``folder`` (replacing a damaged one); caller holds the lock."""
+    from tqdm import tqdm
+
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
         entries, problems, offset = [], [], 0
@@ -152,13 +213,14 @@ def build_pool_pack(
             "background": {"threshold": params.threshold, "min_size": params.min_size},
             "entries": entries,
             "problems": [p.__dict__ for p in problems],
+            "files": {name: {"size": (tmp / name).stat().st_size, "digest": file_digest(tmp / name)} for name in PACK_FILES},
         }
         atomic_write_text(tmp / "index.json", json.dumps(meta))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished the same pack first: use theirs
-            if not (folder / "index.json").is_file():
-                raise
+        if folder.exists():  # a damaged pack: out of the way first (a reader's open maps stay valid)
+            trash = Path(tempfile.mkdtemp(prefix=".damaged-", dir=folder.parent))
+            os.replace(folder, trash / "pack")
+            shutil.rmtree(trash, ignore_errors=True)
+        os.rename(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return PoolPack(folder), problems
