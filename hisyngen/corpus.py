@@ -281,12 +281,15 @@ class SampleWriter:
     """Generates and writes chunks of one corpus; lives in each worker process (or in-process)."""
 
     def __init__(self, out: str, pack_folder: str, strategy_name: str, params: dict[str, Any], seed: int,
-                 spec: dict[str, Any], stream: str = "corpus") -> None:
+                 spec: dict[str, Any], stream: str = "corpus", picks: list[tuple[int, dict[str, Any]]] | None = None) -> None:
+        """``picks``: position p of the corpus is sample ``picks[p][0]`` of ``stream``, its manifest
+        row extended by ``picks[p][1]`` (a filter's kept candidates); without, position p is sample p."""
         from hisyngen.sources.pools import PoolPack
         from hisyngen.synthesis import make_strategy
 
         self.out = Path(out)
         self.stream = stream
+        self.picks = picks
         self.pool = PoolPack(Path(pack_folder))
         self.strategy = make_strategy(strategy_name, params)
         self.seed = seed
@@ -307,13 +310,20 @@ class SampleWriter:
         atomic_write_bytes(self.out / "masks" / f"{row['id']}.png", encode_mask_png(sample.mask, self.palette))
 
     def write_chunk(self, chunk: tuple[int, int]) -> int:
+        """Write corpus positions ``chunk`` = [start, stop), then their manifest part."""
         rows = []
-        for index in range(*chunk):
+        for position in range(*chunk):
+            index, extra = self.picks[position] if self.picks is not None else (position, {})
             sample, row = self.generate(index)
+            row.update(extra)
             self.write_sample(sample, row)
             rows.append(row)
         write_rows(part_path(self.out, *chunk), rows)
         return len(rows)
+
+    def candidates(self, batch: tuple[int, int]) -> list[tuple[Any, dict[str, Any]]]:
+        """(image, manifest row) of samples [start, stop) of the stream, written nowhere (to be scored)."""
+        return [(sample.image, row) for sample, row in (self.generate(i) for i in range(*batch))]
 
 
 _WORKER: SampleWriter | None = None
@@ -351,8 +361,62 @@ def _worker_write_chunk(chunk: tuple[int, int]) -> int:
     return _WORKER.write_chunk(chunk)
 
 
+def _worker_candidates(batch: tuple[int, int]) -> list[tuple[Any, dict[str, Any]]]:
+    assert _WORKER is not None
+    return _WORKER.candidates(batch)
+
+
 WORKER_DIED = ("a worker process died (killed, or out of memory); the finished work is kept: "
                "rerun the same command to resume")
+
+
+def _writer_pool(workers: int, writer_args: tuple) -> Any:
+    """``workers`` spawned processes, each holding a SampleWriter(*writer_args)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: safe with torch/OpenMP already initialised in the parent (fork is not), same on every OS.
+    # ProcessPoolExecutor, unlike multiprocessing.Pool, reports a dead worker instead of hanging.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=writer_args)
+
+
+class CandidateStream:
+    """Batches of generated (image, row) candidates of a stream, in index order: produced ahead of
+    the consumer by ``workers`` processes (at most ``prefetch`` batches in flight), or in-process
+    when ``workers`` is 0. ``batches`` yields one list per (start, stop) range."""
+
+    def __init__(self, writer_args: tuple, workers: int, prefetch: int) -> None:
+        self.prefetch = max(1, prefetch)
+        self.local = SampleWriter(*writer_args) if workers <= 0 else None
+        self.pool = _writer_pool(workers, writer_args) if workers > 0 else None
+
+    def batches(self, ranges: Iterator[tuple[int, int]]) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
+        from collections import deque
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self.local is not None:
+            for batch in ranges:
+                yield self.local.candidates(batch)
+            return
+        pending: deque = deque()
+        ranges = iter(ranges)
+        while True:
+            while len(pending) < self.prefetch:
+                batch = next(ranges, None)
+                if batch is None:
+                    break
+                pending.append(self.pool.submit(_worker_candidates, batch))
+            if not pending:
+                return
+            try:
+                yield pending.popleft().result()
+            except BrokenProcessPool:
+                raise HisynError(WORKER_DIED) from None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_chunks(
@@ -367,14 +431,10 @@ def run_chunks(
         for chunk in chunks:
             on_done(writer.write_chunk(chunk))
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn: safe with torch/OpenMP already initialised in the parent (fork is not), same on every OS.
-    # ProcessPoolExecutor, unlike multiprocessing.Pool, reports a dead worker instead of hanging.
-    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=writer_args)
+    pool = _writer_pool(min(workers, len(chunks)), writer_args)
     try:
         futures = [pool.submit(_worker_write_chunk, chunk) for chunk in chunks]
         for future in as_completed(futures):

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hisyngen.errors import HisynError
+from hisyngen.filtering.select import Selection
 from hisyngen.imageio import atomic_write_text
 from hisyngen.safety import output_lock, user_entries, write_marker
 
@@ -61,7 +62,10 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
         "min_steps_per_epoch": 8,
     },
-    "threshold": 0.5,
+    "selection": Selection.mode,
+    "stratify": Selection.stratify,
+    "oversample": Selection.oversample,
+    "threshold": Selection.threshold,
     "max_attempts": None,
     "filter_batch_size": 64,
     "filter_workers": 1,
@@ -87,8 +91,12 @@ NOTES: dict[str, str] = {
     "discriminator.epochs": "null: 5, or 3 for BCSS-WSSS Mosaic (the paper)",
     "discriminator.real_from": "real images: multi (two or more tissues), all, or a folder",
     "discriminator.min_steps_per_epoch": "small sets: the batch is capped so an epoch has this many steps",
-    "threshold": "keep candidates with p_real above this",
-    "max_attempts": "candidates per strategy at most; null: 1000 x count (a 0.1% acceptance floor)",
+    "selection": "rank: keep the most realistic of oversample x count candidates; threshold: p_real > threshold "
+                 "until count (the paper, with stratify: false)",
+    "stratify": "per-stratum quotas (dominant class + classes present): the kept class mix is the unfiltered one",
+    "oversample": "rank: candidates scored per kept sample",
+    "threshold": "threshold: keep candidates with p_real above this",
+    "max_attempts": "threshold: candidates per strategy at most; null: 1000 x count (a 0.1% acceptance floor)",
     "realism": "offline realism report: a judge discriminator, Frechet distance, KID",
     "push_to_hub": "user/name",
 }
@@ -304,8 +312,12 @@ class Build:
         if c["workers"] is not None and c["workers"] < 1:
             problems.append(f"workers must be >= 1, got {c['workers']}")
         if c["filter"]:
-            if not 0.0 < c["threshold"] < 1.0:
-                problems.append(f"threshold must be in (0, 1), got {c['threshold']}")
+            try:
+                self.selection()
+            except HisynError as exc:
+                problems.append(str(exc).replace("--", ""))
+            if c["max_attempts"] is not None and c["selection"] == "rank":
+                problems.append("max_attempts applies to selection: threshold (rank mode scores oversample x count)")
             if c["max_attempts"] is not None and c["max_attempts"] < self.count:
                 problems.append(f"max_attempts ({c['max_attempts']}) is smaller than count ({self.count})")
             if c["filter_batch_size"] < 1 or c["filter_workers"] < 0:
@@ -432,6 +444,10 @@ class Build:
         return {"model": report["model"], "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
                 "split": report["split"], "best_epoch": report["best_epoch"], "device": report["device"]}
 
+    def selection(self) -> Selection:
+        c = self.config
+        return Selection(mode=c["selection"], stratify=c["stratify"], oversample=c["oversample"], threshold=c["threshold"])
+
     def stage_corpus(self, name: str) -> dict[str, Any]:
         out = self.out / "corpora" / name
         strategy = self.strategy_objects[name]
@@ -439,12 +455,13 @@ class Build:
             from hisyngen.filtering.filter import filter_corpus
 
             summary = filter_corpus(self.source, strategy, self.out / "filters" / name, out, self.count,
-                                    seed=self.config["seed"], threshold=self.config["threshold"],
+                                    seed=self.config["seed"], selection=self.selection(),
                                     max_attempts=self.config["max_attempts"], batch_size=self.config["filter_batch_size"],
                                     workers=self.config["filter_workers"], device=self.config["device"],
                                     cache_dir=self.cache_dir, progress=self.progress)
             return {"corpus": str(out), "kept": summary.kept, "attempted": summary.attempted,
-                    "acceptance_rate": round(summary.acceptance_rate, 6)}
+                    "acceptance_rate": round(summary.acceptance_rate, 6), "selection": summary.selection,
+                    "strata": summary.strata, "class_mix": summary.class_mix}
         from hisyngen.cli.synth import default_workers
         from hisyngen.corpus import synthesize
 
@@ -543,6 +560,7 @@ class Build:
                 "discriminator": results.get(f"discriminator-{name}", {}).get("heldout"),
                 "realism": realism.get(name), "corpus": corpus["corpus"],
                 "preview": results[f"preview-{name}"]["preview"],
+                **{k: corpus[k] for k in ("selection", "strata", "class_mix") if k in corpus},
             }
         exports = {fmt: results[f"export-{fmt}"] for fmt in self.config["export"]["formats"]}
         summary = {"source": str(self.source.root), "dataset": self.dataset, "out": str(self.out),
@@ -569,6 +587,12 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"| {name} | {s['kept']:,} | {s['attempted']:,} | {pct(s['acceptance_rate'])} | {pct(d.get('accuracy'))} "
                      f"| {pct(d.get('f1'))} | {d.get('roc_auc', float('nan')):.3f} | {pct(r.get('c2st_accuracy'))} "
                      f"| {r.get('frechet_distance', float('nan')):.2f} | {1e3 * r.get('kid', float('nan')):.2f}e-3 |")
+    mixes = [(name, s["class_mix"]) for name, s in summary["strategies"].items() if s.get("class_mix")]
+    if mixes:
+        from hisyngen.filtering.select import render_class_mix
+
+        lines += ["", "class pixel share, candidates -> kept (per-stratum quotas keep it; corpus.json has every stratum):"]
+        lines += [f"  {name}: {render_class_mix(mix)}" for name, mix in mixes]
     lines.append("")
     for fmt, e in summary["exports"].items():
         counts = ", ".join(f"{k} {v:,}" for k, v in e["counts"].items())

@@ -31,7 +31,6 @@ TINY = {
     "discriminator": {"epochs": 1, "negatives": 16, "image_size": 32, "batch_size": 8},
     "realism": {"max_images": 16, "epochs": 1, "image_size": 32},
     "filter_batch_size": 4,
-    "max_attempts": 400,
     "workers": 1,
 }
 
@@ -96,8 +95,10 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
         rows = list(corpus.rows())
         assert len(rows) == info["kept"] == 6
         assert info["acceptance_rate"] == pytest.approx(6 / info["attempted"], abs=1e-6)
-        assert corpus.config.filter["stats"]["attempted"] == info["attempted"]
-        assert all(r["disc_score"] > 0.5 for r in rows)
+        assert corpus.config.filter["stats"]["attempted"] == info["attempted"] == 6 * 5  # rank: 5 x count scored
+        assert corpus.config.filter["selection"] == {"mode": "rank", "stratify": True, "oversample": 5.0}
+        assert sum(s["kept"] for s in info["strata"]) == 6 and len(info["class_mix"]["kept"]) == 4
+        assert all(0 < r["disc_score"] < 1 and r["stratum"] for r in rows)
         for row in rows:
             assert corpus.image_path(row).is_file()
             assert set(np.unique(read_mask(corpus.mask_path(row))).tolist()) <= {0, 1, 2, 3, 255}
@@ -181,7 +182,7 @@ def test_kill_minus_9_and_resume_gives_identical_output(source_root, tmp_path):
     out = work / "build"
     kill_points = [
         ("while training a discriminator", lambda: (out / ".stages" / "inspect.json").is_file()),
-        ("while filtering", lambda: any((out / "corpora" / "mosaic" / "parts").glob("*.jsonl"))),
+        ("while filtering", lambda: any((out / "corpora" / "mosaic" / "scores").glob("*.jsonl"))),
         ("while exporting", lambda: any((out / "export").glob(".hf.*"))),
     ]
     killed, orphans = [], set()
@@ -244,7 +245,11 @@ def test_config_merging_and_errors(source_root, tmp_path):
     for bad, message in (({"threshold": 1.5}, r"threshold must be in \(0, 1\)"),
                          ({"discriminator": {"lr": -1.0}}, "learning rate must be > 0"),
                          ({"discriminator": {"real_from": "nowhere"}}, "real_from must be one of multi, all"),
-                         ({"max_attempts": 3, "count": 5}, r"max_attempts \(3\) is smaller than count \(5\)"),
+                         ({"max_attempts": 3, "count": 5, "selection": "threshold"},
+                          r"max_attempts \(3\) is smaller than count \(5\)"),
+                         ({"max_attempts": 30}, "max_attempts applies to selection: threshold"),
+                         ({"selection": "best"}, "selection must be one of rank, threshold"),
+                         ({"oversample": 0.5}, "oversample must be >= 1"),
                          ({"workers": 0}, "workers must be >= 1"),
                          ({"count": 3}, "the realism report needs count >= 4")):
         with pytest.raises(HisynError, match=message):

@@ -11,6 +11,7 @@ from hisyngen.corpus import Corpus
 from hisyngen.errors import HisynError
 from hisyngen.filtering.data import ImageSet
 from hisyngen.filtering.filter import filter_corpus
+from hisyngen.filtering.select import Selection
 from hisyngen.filtering.realism import frechet_distance, kernel_inception_distance, realism_report
 from hisyngen.filtering.train import (
     TrainConfig, binary_metrics, fit, load_discriminator, save_discriminator, seeded_model, train_filter,
@@ -101,8 +102,8 @@ def test_filter_keeps_only_confident_samples_deterministically(source, tmp_path)
     model = random_model(tmp_path / "m" / "model.pt", "mosaic", source.spec.classes)
     runs = []
     for name, workers in (("a", 0), ("b", 1)):
-        summary = filter_corpus(source, strategy, model, tmp_path / name, count=12, seed=1, threshold=0.5,
-                                batch_size=8, workers=workers)
+        summary = filter_corpus(source, strategy, model, tmp_path / name, count=12, seed=1,
+                                selection=Selection.paper(), batch_size=8, workers=workers)
         assert summary.kept == 12 and 12 <= summary.attempted
         runs.append(list(Corpus(tmp_path / name).rows()))
     assert [r["id"] for r in runs[0]] == [r["id"] for r in runs[1]]
@@ -111,7 +112,8 @@ def test_filter_keeps_only_confident_samples_deterministically(source, tmp_path)
     indices = [r["index"] for r in runs[0]]
     assert indices == sorted(indices) and indices[-1] >= 11
     config = Corpus(tmp_path / "a").config
-    assert config.filter["stats"]["attempted"] == indices[-1] + 1 and config.filter["threshold"] == 0.5
+    assert config.filter["stats"]["attempted"] == indices[-1] + 1
+    assert config.filter["selection"] == {"mode": "threshold", "stratify": False, "threshold": 0.5}
     assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == sorted(f"{r['id']}.png" for r in runs[0])
     # candidates are FRESH: their own random stream, never the samples of a corpus with that seed
     # (which a discriminator may have been trained on with --negatives-from)
@@ -123,28 +125,40 @@ def test_filter_keeps_only_confident_samples_deterministically(source, tmp_path)
     assert not plain & {(tmp_path / "a" / "images" / f"{r['id']}.png").read_bytes() for r in runs[0]}
 
 
-def test_filter_resumes_an_interrupted_run(source, tmp_path):
+@pytest.mark.parametrize("selection, interrupt_at, resumed", [
+    (Selection(), 3, 8),                  # rank: while scoring (13 batches of 4 for 10 x 5 candidates)
+    (Selection(), 14, 50),                # rank: while writing the kept samples (all scored)
+    (Selection.paper(), 2, 4),            # threshold, no quotas (the paper)
+    (Selection(mode="threshold"), 4, 12),  # threshold with quotas
+])
+def test_filter_resumes_an_interrupted_run(source, tmp_path, monkeypatch, selection, interrupt_at, resumed):
+    import hisyngen.corpus as corpus_module
+    import hisyngen.filtering.filter as filter_module
+
     strategy = make_strategy("bezier", {"size": 48})
     model = random_model(tmp_path / "model.pt", "bezier", source.spec.classes, seed=2)
-    filter_corpus(source, strategy, model, tmp_path / "ref", count=10, seed=0, batch_size=4, workers=0)
+    filter_corpus(source, strategy, model, tmp_path / "ref", count=10, seed=0, batch_size=4, workers=0,
+                  selection=selection)
+    calls = []
+    real_write_rows = corpus_module.write_rows
+
+    def write_rows(path, rows):  # every part file (scores and kept chunks) goes through here
+        calls.append(path)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        real_write_rows(path, rows)
+
+    monkeypatch.setattr(corpus_module, "write_rows", write_rows)
+    monkeypatch.setattr(filter_module, "write_rows", write_rows)
     out = tmp_path / "resumed"
-    filter_corpus(source, strategy, model, out, count=10, seed=0, batch_size=4, workers=0)
-    # back to "killed after the second scored batch": no manifest, stats not yet in corpus.json
-    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    (out / "manifest.jsonl").unlink()
-    shutil.copy(tmp_path / "ref" / "corpus.json", tmp_path / "config.json")
-    config = json.loads((out / "corpus.json").read_text())
-    del config["filter"]["stats"]
-    (out / "corpus.json").write_text(json.dumps(config, indent=2) + "\n")
-    (out / "parts").mkdir()
-    for start in (0, 4):
-        kept = [r for r in rows if start <= r["index"] < start + 4]
-        (out / "parts" / f"{start:09d}-{start + 4:09d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    later = [r for r in rows if r["index"] >= 8]
-    for row in later:
-        (out / "images" / f"{row['id']}.png").unlink()
-    summary = filter_corpus(source, strategy, model, out, count=10, seed=0, batch_size=4, workers=0)
-    assert summary.resumed_attempts == 8
+    with pytest.raises(KeyboardInterrupt):
+        filter_corpus(source, strategy, model, out, count=10, seed=0, batch_size=4, workers=0, selection=selection)
+    assert not (out / "manifest.jsonl").exists()
+    monkeypatch.setattr(corpus_module, "write_rows", real_write_rows)
+    monkeypatch.setattr(filter_module, "write_rows", real_write_rows)
+    summary = filter_corpus(source, strategy, model, out, count=10, seed=0, batch_size=4, workers=0,
+                            selection=selection)
+    assert summary.resumed_attempts == resumed
     ref = {p.relative_to(tmp_path / "ref").as_posix(): p.read_bytes() for p in (tmp_path / "ref").rglob("*") if p.is_file()}
     got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert got == ref
@@ -156,7 +170,8 @@ def test_filter_stops_at_the_attempt_guard_with_the_rate(source, tmp_path):
     # an untrained model keeps about half the candidates: 20 out of 24 attempts is out of reach
     with pytest.raises(HisynError, match=r"stopped after --max-attempts: kept \d+ of 20 from 24 candidates, "
                                          r"acceptance rate \d+\.\d+%") as stop:
-        filter_corpus(source, strategy, model, tmp_path / "c", count=20, max_attempts=24, batch_size=8, workers=0)
+        filter_corpus(source, strategy, model, tmp_path / "c", count=20, max_attempts=24, batch_size=8, workers=0,
+                      selection=Selection.paper())
     summary = stop.value.summary  # scripts (benchmarks) read how far it got
     assert summary.attempted == 24 and 0 < summary.kept < 20 and summary.scoring_seconds > 0
     assert not (tmp_path / "c" / "manifest.jsonl").exists()
@@ -183,12 +198,13 @@ def test_a_hopeless_filter_stops_after_the_probe(source, tmp_path, monkeypatch):
     model = random_model(tmp_path / "model.pt", "mosaic", source.spec.classes)
     # about half the candidates pass: 1,000 would need ~2,000 candidates, the limit is 1,200
     with pytest.raises(HisynError, match=r"stopped at this rate: kept \d+ of 1,000 from 16 candidates") as stop:
-        filter_corpus(source, strategy, model, tmp_path / "c", count=1000, max_attempts=1200, batch_size=8, workers=0)
+        filter_corpus(source, strategy, model, tmp_path / "c", count=1000, max_attempts=1200, batch_size=8, workers=0,
+                      selection=Selection.paper())
     assert stop.value.summary.attempted == 16
     # nothing passes at all: the message says so instead of "~inf candidates"
     with pytest.raises(HisynError, match=r"acceptance rate 0\.000%, no candidate scored above --threshold 0\.999999"):
         filter_corpus(source, strategy, model, tmp_path / "c0", count=4, max_attempts=16, batch_size=8, workers=0,
-                      threshold=0.999999)
+                      selection=Selection.paper(threshold=0.999999))
 
 
 def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):
@@ -202,7 +218,7 @@ def test_filter_refuses_bad_models_and_thresholds(source, tmp_path):
     good = random_model(tmp_path / "good.pt", "mosaic", source.spec.classes)
     for threshold in (0.0, 1.0, 1.5):
         with pytest.raises(HisynError, match=r"threshold must be in \(0, 1\)"):
-            filter_corpus(source, mosaic, good, tmp_path / "c", count=4, threshold=threshold)
+            filter_corpus(source, mosaic, good, tmp_path / "c", count=4, selection=Selection.paper(threshold))
     with pytest.raises(HisynError, match="seed must be >= 0"):
         filter_corpus(source, mosaic, good, tmp_path / "c", count=4, seed=-1)
     with pytest.raises(HisynError, match="is not a device"):
@@ -233,10 +249,22 @@ def test_filter_train_cli_writes_model_and_report(source, tmp_path):
     assert meta["image_size"] == 32 and meta["strategy_params"]["size"] == 48
     result = CliRunner().invoke(cli, ["filter", str(source.root), "-s", "bezier", "-m", str(tmp_path / "d"), "-n", "3",
                                       "-o", str(tmp_path / "kept"), "--size", "48", "-w", "0", "--batch-size", "4",
-                                      "--max-attempts", "400", "--json", "-q"])
+                                      "--max-attempts", "400", "--paper", "--json", "-q"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["kept"] == 3 and summary["acceptance_rate"] == pytest.approx(3 / summary["attempted"], abs=1e-6)
+    assert summary["selection"] == {"mode": "threshold", "stratify": False, "threshold": 0.5}
+    result = CliRunner().invoke(cli, ["filter", str(source.root), "-s", "bezier", "-m", str(tmp_path / "d"), "-n", "4",
+                                      "-o", str(tmp_path / "ranked"), "--size", "48", "-w", "0", "--batch-size", "4",
+                                      "--oversample", "3"])
+    assert result.exit_code == 0, result.output
+    assert "kept 4 of 12 bezier candidates" in result.output and "class pixel share" in result.output
+    result = CliRunner().invoke(cli, ["filter", str(source.root), "-s", "bezier", "-m", str(tmp_path / "d"), "-n", "4",
+                                      "-o", str(tmp_path / "x"), "--max-attempts", "40"])
+    assert result.exit_code != 0 and "--max-attempts applies to --selection threshold" in result.output
+    result = CliRunner().invoke(cli, ["filter", str(source.root), "-s", "bezier", "-m", str(tmp_path / "d"), "-n", "4",
+                                      "-o", str(tmp_path / "x"), "--paper", "--selection", "rank"])
+    assert result.exit_code != 0 and "--paper is --selection threshold --no-stratify" in result.output
     for row in Corpus(tmp_path / "kept").rows():
         assert set(np.unique(read_mask(tmp_path / "kept" / "masks" / f"{row['id']}.png"))) <= {0, 1, 2, 3, 255}
 

@@ -12,7 +12,6 @@ from hisyngen.safety import recorded_command, redact
 
 DEMO_SETTINGS = {
     "count": 48,
-    "max_attempts": 4800,
     "discriminator": {"epochs": 4, "negatives": 128, "image_size": 96},
     "realism": {"max_images": 96, "epochs": 3, "image_size": 96},
     "export": {"tags": ["demo-data", "synthetic", "histopathology"]},

@@ -6,6 +6,7 @@ import click
 
 from hisyngen.cli.common import open_source_from_options, print_json, source_options
 from hisyngen.cli.synth import STRATEGY_NAMES, build_strategy, strategy_options
+from hisyngen.filtering.select import MODES, Selection
 
 
 def _percent(value: float | None) -> str:
@@ -81,9 +82,21 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
 @click.option("-n", "--count", default=3600, show_default=True, type=int, help="Samples to keep.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Corpus folder (a rerun resumes).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threshold", default=0.5, show_default=True, type=float, help="Keep samples with p_real above this.")
+@click.option("--selection", type=click.Choice(MODES), default=Selection.mode, show_default=True,
+              help="rank: score --oversample x COUNT candidates and keep the most realistic (known cost, never "
+                   "gives up); threshold: keep candidates with p_real > --threshold until COUNT (the paper).")
+@click.option("--oversample", default=Selection.oversample, show_default=True, type=float,
+              help="rank: candidates scored per kept sample (higher = more selective, proportionally slower).")
+@click.option("--threshold", default=Selection.threshold, show_default=True, type=float,
+              help="threshold: keep samples with p_real above this.")
+@click.option("--stratify/--no-stratify", default=Selection.stratify, show_default=True,
+              help="Per-stratum quotas (stratum = dominant class + classes present) so the kept samples have the "
+                   "class mix of the unfiltered stream; without, a class the discriminator finds easy to call "
+                   "synthetic is kept less.")
+@click.option("--paper", is_flag=True,
+              help="The paper's filter: --selection threshold --threshold 0.5 --no-stratify.")
 @click.option("--max-attempts", default=None, type=int,
-              help="Give up after this many candidates, counted in whole --batch-size batches "
+              help="threshold: give up after this many candidates, counted in whole --batch-size batches "
                    "[default: 1000 x count, a 0.1% acceptance floor].")
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Scoring batch (part of the corpus identity).")
 @click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=0),
@@ -92,19 +105,33 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
 @strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def filter_command(source, dataset, spec_file, strategy, model, count, out, seed, threshold, max_attempts, batch_size,
-                   workers, device, size, background_policy, max_background, params, allow_missing_classes, cache_dir,
-                   as_json, quiet) -> None:
-    """Generate fresh samples and keep those the discriminator scores as real, until COUNT are kept.
+def filter_command(source, dataset, spec_file, strategy, model, count, out, seed, selection, oversample, threshold,
+                   stratify, paper, max_attempts, batch_size, workers, device, size, background_policy, max_background,
+                   params, allow_missing_classes, cache_dir, as_json, quiet) -> None:
+    """Generate fresh samples and keep the COUNT the discriminator finds most realistic.
 
-    Each kept sample's p_real goes into the manifest (disc_score). Deterministic for a seed and a
-    model; --max-attempts stops a hopeless run with its acceptance rate (rerun to resume).
+    By default (rank) it scores 5 x COUNT candidates and keeps the highest-scoring ones of each
+    stratum, in proportion to the stratum's share of the candidates, so filtering keeps the class
+    mix of unfiltered synthesis. Each kept sample's p_real goes into the manifest (disc_score);
+    the per-stratum quotas, acceptance and the class mix before and after go into corpus.json.
+    Deterministic for a seed and a model; an interrupted run resumes.
+
+    \b
+    Example:
+      hisyngen filter data/BCSS-WSSS -s mosaic -m filters/mosaic -n 1000 -o corpora/mosaic
+      hisyngen filter data/BCSS-WSSS -s mosaic -m filters/mosaic -n 1000 -o corpora/mosaic-paper --paper
     """
     from hisyngen.filtering.filter import filter_corpus
 
+    if paper:
+        if selection == "rank" and _given("selection") or _given("stratify") and stratify:
+            raise click.UsageError("--paper is --selection threshold --no-stratify; drop the conflicting option")
+        choice = Selection.paper(threshold)
+    else:
+        choice = Selection(mode=selection, stratify=stratify, oversample=oversample, threshold=threshold)
     src = open_source_from_options(source, dataset, spec_file)
     strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
-    summary = filter_corpus(src, strat, model, out, count, seed=seed, threshold=threshold, max_attempts=max_attempts,
+    summary = filter_corpus(src, strat, model, out, count, seed=seed, selection=choice, max_attempts=max_attempts,
                             batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
                             progress=not quiet and not as_json)
     if as_json:
@@ -113,7 +140,27 @@ def filter_command(source, dataset, spec_file, strategy, model, count, out, seed
     for problem in summary.problems:
         click.echo(f"warning: {problem}", err=True)
     click.echo(f"{out}: kept {summary.kept:,} of {summary.attempted:,} {strategy} candidates "
-               f"(acceptance {summary.acceptance_rate:.1%}, threshold {threshold}) in {summary.seconds:.0f}s")
+               f"(acceptance {summary.acceptance_rate:.1%}; {choice.describe()}) in {summary.seconds:.0f}s")
+    click.echo(render_filter_report(summary.to_dict()))
+
+
+def _given(name: str) -> bool:
+    """Whether the option ``name`` of the running command was given on the command line."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def render_filter_report(summary: dict) -> str:
+    """Per-stratum quotas and acceptance, and the class mix before and after filtering."""
+    from hisyngen.filtering.select import render_class_mix
+
+    lines = ["  class pixel share, candidates -> kept: " + render_class_mix(summary["class_mix"]),
+             f"  {'stratum (dominant (present))':<34} {'quota':>6} {'kept':>6} {'scored':>8} {'acceptance':>10} {'mean p':>7}"]
+    for row in summary["strata"]:
+        lines.append(f"  {row['classes']:<34} {row['quota']:>6} {row['kept']:>6} {row['scored']:>8} "
+                     f"{row['acceptance']:>10.1%} {row['mean_score']:>7.3f}")
+    return "\n".join(lines)
 
 
 @click.command()

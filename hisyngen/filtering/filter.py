@@ -1,12 +1,14 @@
-"""Generate-until-N filtering: keep fresh synthetic samples the discriminator believes are real.
+"""Filtering: score fresh synthetic candidates with a discriminator, keep the most realistic ones.
 
 Candidates come from the strategy's own "filter" random stream (sample i of seed S), so they are
 never a sample the discriminator was trained on, even when its negatives came from a corpus. They
-are scored in fixed batches aligned to candidate indices, so the kept set depends only
-on (seed, strategy, model, threshold, batch size). Generation runs ahead in worker processes while
-the main process scores; each scored batch leaves a part file listing its kept rows, so an
-interrupted run resumes after its last finished batch. The first N kept candidates, in index order,
-form the corpus.
+are generated ahead in worker processes (the corpus writer's pool) and scored in fixed batches
+aligned to candidate indices; each scored batch leaves a part file ``OUT/scores/*.jsonl`` of
+(index, stratum, p_real, class fractions), so an interrupted run resumes after its last batch.
+Which candidates are kept is then a pure function of those scores (:mod:`hisyngen.filtering.select`:
+per-stratum quotas, rank or threshold), and the kept ones are regenerated and written by the same
+corpus writer as ``synth`` (chunks, part files, finalize). The kept set depends only on (seed,
+strategy, model, selection, batch size, device type, precision), never on the worker count.
 """
 
 from __future__ import annotations
@@ -15,25 +17,27 @@ import json
 import math
 import shutil
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from hisyngen.corpus import (
-    WORKER_DIED, Corpus, CorpusConfig, SampleWriter, init_worker_process, part_path, prepare_output, remove_temporaries,
-    write_rows,
+    CandidateStream, Corpus, CorpusConfig, chunk_ranges, finalize, part_path, prepare_output, remove_temporaries,
+    run_chunks, write_rows,
 )
 from hisyngen.errors import HisynError
+from hisyngen.filtering.select import (
+    Selection, ThresholdTally, pixel_shares, select_rank, select_threshold, stratum, stratum_report,
+)
 from hisyngen.imageio import atomic_write_text
 from hisyngen.safety import locks_output
 from hisyngen.sources.inspect import skipped_warning
 
 DEFAULT_BATCH = 64
 PROBE = 2048
-"""Candidates scored before a run may be judged hopeless from its acceptance rate."""
+"""Candidates scored before a threshold run may be judged hopeless from its acceptance rate."""
 
 
 class FilterStopped(HisynError):
@@ -51,11 +55,13 @@ class FilterSummary:
     count: int
     kept: int
     attempted: int
-    threshold: float
+    selection: dict[str, Any]
     seconds: float
     generation_wait_seconds: float = 0.0
     scoring_seconds: float = 0.0
     resumed_attempts: int = 0
+    strata: list[dict[str, Any]] = field(default_factory=list)
+    class_mix: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -66,84 +72,14 @@ class FilterSummary:
         scored = self.attempted - self.resumed_attempts
         return {"out": self.out, "strategy": self.strategy, "count": self.count, "kept": self.kept,
                 "attempted": self.attempted, "acceptance_rate": round(self.acceptance_rate, 6),
-                "threshold": self.threshold, "seconds": round(self.seconds, 2),
+                "selection": self.selection, "seconds": round(self.seconds, 2),
                 "scoring_rate": round(scored / self.scoring_seconds, 2) if self.scoring_seconds else None,
                 "generation_wait_seconds": round(self.generation_wait_seconds, 2),
-                "problems": self.problems}
-
-
-# --- candidate generation (worker side) -------------------------------------------------------
-
-_GENERATOR: SampleWriter | None = None
-
-
-def _init_generator(*args: Any) -> None:
-    global _GENERATOR
-    init_worker_process()
-    _GENERATOR = SampleWriter(*args)
-
-
-def _generate_batch(batch: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-    assert _GENERATOR is not None
-    return [(s.image, s.mask, row) for s, row in (_GENERATOR.generate(i) for i in range(*batch))]
-
-
-class CandidateStream:
-    """Batches of generated candidates in index order, produced ahead of time by worker processes
-    (at most ``prefetch`` batches in flight) or in-process when ``workers`` is 0."""
-
-    def __init__(self, writer_args: tuple, workers: int, prefetch: int) -> None:
-        self.prefetch = max(1, prefetch)
-        self.local = SampleWriter(*writer_args) if workers <= 0 else None
-        self.pool = None
-        if workers > 0:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_generator, initargs=writer_args)
-        self.pending: deque = deque()
-
-    def batches(self, first: int, batch_size: int) -> Iterator[list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]]:
-        from concurrent.futures.process import BrokenProcessPool
-
-        next_start = first
-        while True:
-            if self.local is not None:
-                yield [(s.image, s.mask, row) for s, row in
-                       (self.local.generate(i) for i in range(next_start, next_start + batch_size))]
-                next_start += batch_size
-                continue
-            while len(self.pending) < self.prefetch:
-                self.pending.append(self.pool.submit(_generate_batch, (next_start, next_start + batch_size)))
-                next_start += batch_size
-            try:
-                yield self.pending.popleft().result()
-            except BrokenProcessPool:
-                raise HisynError(WORKER_DIED) from None
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-# --- the loop -----------------------------------------------------------------------------------
-
-def _finished_batches(out: Path, batch_size: int) -> tuple[int, list[dict[str, Any]]]:
-    """(candidates already scored, their kept rows) from the part files of earlier runs."""
-    parts = sorted((out / "parts").glob("*.jsonl"))
-    attempted, rows = 0, []
-    for part in parts:
-        start, stop = (int(v) for v in part.stem.split("-"))
-        if start != attempted or stop - start != batch_size:
-            break  # parts are written in order; anything after a gap is stale
-        attempted = stop
-        rows.extend(json.loads(line) for line in part.read_text().splitlines() if line.strip())
-    return attempted, rows
+                "strata": self.strata, "class_mix": self.class_mix, "problems": self.problems}
 
 
 def default_max_attempts(count: int) -> int:
-    """Candidates a filter may score for ``count`` kept samples unless told otherwise.
+    """Candidates a threshold filter may score for ``count`` kept samples unless told otherwise.
 
     1,000 per kept sample: a minimum acceptance rate of 0.1%. Real discriminators keep 0.3-6% of
     Mosaic/Bezier candidates on BCSS-WSSS (README), so the default lets them finish; the paper's
@@ -151,6 +87,34 @@ def default_max_attempts(count: int) -> int:
     """
     return max(1000 * count, 2000)
 
+
+# --- scores on disk ---------------------------------------------------------------------------
+
+def _score_part(out: Path, start: int, stop: int) -> Path:
+    return out / "scores" / f"{start:09d}-{stop:09d}.jsonl"
+
+
+def _finished_scores(out: Path, batch_size: int, limit: int | None) -> list[dict[str, Any]]:
+    """Score rows of the batches earlier runs finished, in index order (contiguous from 0)."""
+    rows: list[dict[str, Any]] = []
+    for part in sorted((out / "scores").glob("*.jsonl")):
+        start, stop = (int(v) for v in part.stem.split("-"))
+        expected = start + batch_size if limit is None else min(start + batch_size, limit)
+        if start != len(rows) or stop != expected:
+            break  # parts are written in order; anything after a gap is stale
+        rows.extend(json.loads(line) for line in part.read_text().splitlines() if line.strip())
+    return rows
+
+
+def _batch_ranges(first: int, batch_size: int, limit: int | None) -> Iterator[tuple[int, int]]:
+    start = first
+    while limit is None or start < limit:
+        stop = start + batch_size if limit is None else min(start + batch_size, limit)
+        yield start, stop
+        start = stop
+
+
+# --- the run ------------------------------------------------------------------------------------
 
 @locks_output("out")  # the whole run: its startup cleanup must never meet another run's files
 def filter_corpus(
@@ -160,7 +124,7 @@ def filter_corpus(
     out: str | Path,
     count: int,
     seed: int = 0,
-    threshold: float = 0.5,
+    selection: Selection = Selection(),
     max_attempts: int | None = None,
     batch_size: int = DEFAULT_BATCH,
     workers: int = 1,
@@ -168,10 +132,12 @@ def filter_corpus(
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> FilterSummary:
-    """Generate fresh ``strategy`` samples until ``count`` have p_real > ``threshold``.
+    """Keep ``count`` fresh ``strategy`` samples chosen by the discriminator at ``model_path``.
 
-    ``max_attempts`` (default :func:`default_max_attempts`) stops a hopeless run with an error stating
-    the acceptance rate; the scored batches are kept, so rerunning with a larger limit resumes.
+    ``selection`` (default: rank with per-stratum quotas, 5 candidates scored per kept sample) says
+    which; :meth:`Selection.paper` is the paper's rule. In threshold mode ``max_attempts`` (default
+    :func:`default_max_attempts`) stops a hopeless run with an error stating the acceptance rate;
+    the scored batches are kept, so rerunning with a larger limit resumes.
     """
     import torch
     from tqdm import tqdm
@@ -181,17 +147,20 @@ def filter_corpus(
     from hisyngen.filtering.train import file_sha256, load_discriminator, resolve_device
     from hisyngen.sources.pools import build_pool_pack
 
-    if not 0.0 < threshold < 1.0:
-        raise HisynError(f"--threshold must be in (0, 1), got {threshold}")
     if seed < 0:
         raise HisynError(f"--seed must be >= 0, got {seed}")
     if count < 1:
         raise HisynError(f"--count must be >= 1, got {count}")
     if batch_size < 1:
         raise HisynError(f"--batch-size must be >= 1, got {batch_size}")
-    max_attempts = max_attempts if max_attempts is not None else default_max_attempts(count)
-    if max_attempts < count:
+    rank = selection.mode == "rank"
+    if rank and max_attempts is not None:
+        raise HisynError("--max-attempts applies to --selection threshold; rank mode scores "
+                         "--oversample x count candidates (set --oversample instead)")
+    max_attempts = None if rank else (max_attempts if max_attempts is not None else default_max_attempts(count))
+    if max_attempts is not None and max_attempts < count:
         raise HisynError(f"--max-attempts ({max_attempts}) is smaller than --count ({count})")
+    budget = selection.budget(count) if rank else None
     started = time.perf_counter()
     model, meta = load_discriminator(model_path, strategy=strategy.name, classes=source.spec.classes,
                                      params=strategy.sample_params())
@@ -202,106 +171,127 @@ def filter_corpus(
     # Scores on CUDA (fp16) and CPU (fp32) can differ at the threshold: the device type is part of
     # what defines the kept set, so a resume on another kind of device is refused.
     config = CorpusConfig.for_run(source, strategy, seed, count,
-                                  filter={"model_sha256": file_sha256(model_file), "threshold": threshold,
+                                  filter={"model_sha256": file_sha256(model_file), "selection": selection.to_dict(),
                                           "batch_size": batch_size, "image_size": meta["image_size"],
                                           "device_type": torch_device.type})
     out = Path(out)
     summary = FilterSummary(out=str(out), strategy=strategy.name, count=count, kept=0, attempted=0,
-                            threshold=threshold, seconds=0.0,
+                            selection=selection.to_dict(), seconds=0.0,
                             problems=[w for w in [skipped_warning([*source.problems, *problems], source.root)] if w])
     if prepare_output(out, config):
         stats = Corpus(out).config.filter.get("stats", {})  # type: ignore[union-attr]
         summary.kept, summary.attempted = count, stats.get("attempted", 0)
         summary.resumed_attempts = summary.attempted
+        summary.strata, summary.class_mix = stats.get("strata", []), stats.get("class_mix", {})
         summary.seconds = time.perf_counter() - started
         return summary
     remove_temporaries(out)
-    (out / "parts").mkdir(exist_ok=True)
-    attempted, kept_rows = _finished_batches(out, batch_size)
-    summary.attempted = summary.resumed_attempts = attempted
+    (out / "scores").mkdir(exist_ok=True)
+    scored = _finished_scores(out, batch_size, budget)
+    summary.attempted = summary.resumed_attempts = len(scored)
+    tally = ThresholdTally(count, selection.threshold, selection.stratify)
+    tally.add([r["s"] for r in scored], [r["p"] for r in scored])
 
-    model = fold_batchnorm(model).to(torch_device).to(memory_format=torch.channels_last)
-    size = meta["image_size"]
+    def finished() -> bool:
+        return len(scored) >= budget if rank else tally.done()
+
     writer_args = (str(out), str(pack.folder), strategy.name, strategy.params(), seed, source.spec.to_dict(), "filter")
-    writer = SampleWriter(*writer_args)  # writes the kept samples (main process)
-    stream = CandidateStream(writer_args, workers, prefetch=2 * max(workers, 1))
-    bar = tqdm(total=count, initial=min(len(kept_rows), count), desc=f"filter {strategy.name}", unit="kept",
-               disable=not progress)
+    if not finished():
+        model = fold_batchnorm(model).to(torch_device).to(memory_format=torch.channels_last)
+        size = meta["image_size"]
+        stream = CandidateStream(writer_args, workers, prefetch=2 * max(workers, 1))
+        if rank:
+            bar = tqdm(total=budget, initial=len(scored), desc=f"filter {strategy.name}: score {budget:,} for {count:,}",
+                       unit="img", disable=not progress)
+        else:
+            bar = tqdm(total=count, initial=tally.kept, desc=f"filter {strategy.name}", unit="kept", disable=not progress)
+        try:
+            batches = stream.batches(_batch_ranges(len(scored), batch_size, budget))
+            while not finished():
+                if not rank:
+                    _check_outlook(tally, max_attempts, summary, started, source.spec.classes)  # type: ignore[arg-type]
+                wait = time.perf_counter()
+                batch = next(batches)
+                summary.generation_wait_seconds += time.perf_counter() - wait
+                score_start = time.perf_counter()
+                images = torch.from_numpy(np.stack([fit_size(image, size) for image, _ in batch]))
+                with torch.inference_mode(), torch.autocast(torch_device.type, enabled=torch_device.type == "cuda"):
+                    logits = model(images.to(torch_device))
+                p_real = torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy()
+                summary.scoring_seconds += time.perf_counter() - score_start
+                rows = [{"i": row["index"], "s": stratum(row["fractions"], selection.stratify), "p": float(p),
+                         "f": row["fractions"]} for (_, row), p in zip(batch, p_real)]
+                first, last = rows[0]["i"], rows[-1]["i"] + 1
+                write_rows(_score_part(out, first, last), rows)
+                scored.extend(rows)
+                tally.add([r["s"] for r in rows], [r["p"] for r in rows])
+                summary.attempted = len(scored)
+                bar.update(len(rows) if rank else tally.kept - bar.n)
+                rate = tally.kept / len(scored)
+                bar.set_postfix_str(f"attempted {len(scored):,} · acceptance {rate:.1%}" if not rank else
+                                    f"above {selection.threshold:g}: {sum(tally.passed.values()) / len(scored):.1%}")
+        finally:
+            bar.close()
+            stream.close()
 
-    def show() -> None:
-        rate = len(kept_rows) / attempted if attempted else 0.0
-        bar.set_postfix_str(f"attempted {attempted:,} · acceptance {rate:.1%}")
-
-    show()
-    try:
-        batches = stream.batches(attempted, batch_size)
-        while len(kept_rows) < count:
-            rate = len(kept_rows) / attempted if attempted else 0.0
-            needed = math.ceil(count / rate) if rate else math.inf
-            # A minimum acceptance rate as well as a maximum: once a probe of candidates shows the
-            # limit cannot be met, stop now instead of scoring up to --max-attempts in vain.
-            hopeless = attempted >= min(PROBE, max_attempts) and needed > max_attempts
-            if attempted >= max_attempts or hopeless:
-                when = "at this rate" if attempted < max_attempts else "after --max-attempts"
-                outlook = (f"so {count:,} need ~{needed:,} candidates, more than --max-attempts ({max_attempts:,})"
-                           if rate else f"no candidate scored above --threshold {threshold}")
-                raise FilterStopped(
-                    f"stopped {when}: kept {len(kept_rows):,} of {count:,} from {attempted:,} candidates, acceptance "
-                    f"rate {rate:.3%}, {outlook}; lower --threshold, train a better discriminator, ask for fewer, or "
-                    "raise --max-attempts (the run resumes)",
-                    summary=replace(summary, kept=len(kept_rows), attempted=attempted,
-                                    seconds=time.perf_counter() - started),
-                )
-            wait = time.perf_counter()
-            batch = next(batches)
-            summary.generation_wait_seconds += time.perf_counter() - wait
-            score_start = time.perf_counter()
-            images = torch.from_numpy(np.stack([fit_size(image, size) for image, _, _ in batch]))
-            with torch.inference_mode(), torch.autocast(torch_device.type, enabled=torch_device.type == "cuda"):
-                logits = model(images.to(torch_device))
-            p_real = torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy()
-            summary.scoring_seconds += time.perf_counter() - score_start
-            rows = []
-            for (image, mask, row), p in zip(batch, p_real):
-                if float(p) > threshold:
-                    row = {**row, "disc_score": float(p)}  # unrounded: a stored score is never <= the threshold
-                    writer.write_sample(_Arrays(image, mask), row)
-                    rows.append(row)
-            write_rows(part_path(out, attempted, attempted + batch_size), rows)
-            attempted += batch_size
-            kept_rows.extend(rows)
-            summary.attempted = attempted
-            bar.update(min(len(kept_rows), count) - bar.n)
-            show()
-    finally:
-        bar.close()
-        stream.close()
-
-    kept = kept_rows[:count]
-    wanted = {f"{row['id']}.png" for row in kept}
-    for kind in ("images", "masks"):  # extras of the last batch, leftovers of an interrupted batch
-        for path in (out / kind).iterdir():
-            if path.name not in wanted:
-                path.unlink()
-    last = kept[-1]["index"] + 1
-    stats = {"attempted": last, "kept": count, "acceptance_rate": round(count / last, 6),
+    strata, scores = [r["s"] for r in scored], [r["p"] for r in scored]
+    if rank:
+        kept = select_rank(strata, scores, count)
+    else:
+        kept = select_threshold(strata, scores, count, selection.threshold, selection.stratify)
+        assert kept is not None
+    attempted = len(scored) if rank else kept[-1] + 1 if not selection.stratify else len(scored)
+    picks = [(scored[p]["i"], {"disc_score": scored[p]["p"], "stratum": scored[p]["s"]}) for p in kept]
+    num_classes = source.spec.num_classes
+    summary.strata = stratum_report(strata[:attempted], scores[:attempted], kept, count, source.spec.classes,
+                                    selection.threshold)
+    summary.class_mix = {
+        "classes": list(source.spec.classes),
+        "candidates": pixel_shares([{"fractions": r["f"]} for r in scored[:attempted]], num_classes),
+        "kept": pixel_shares([{"fractions": scored[p]["f"]} for p in kept], num_classes),
+    }
+    # The kept samples are regenerated (deterministic per index) and written by the corpus writer.
+    chunks = chunk_ranges(range(count))
+    pending = [c for c in chunks if not part_path(out, *c).is_file()]
+    with tqdm(total=count, initial=count - sum(b - a for a, b in pending), desc=f"write {strategy.name} -> {out.name}",
+              unit="img", disable=not progress) as bar:
+        run_chunks(pending, writer_args + (picks,), workers, bar.update)
+    stats = {"attempted": attempted, "kept": count, "acceptance_rate": round(count / attempted, 6),
              "discriminator": {k: meta.get("heldout", {}).get(k) for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
-             "min_score": min(r["disc_score"] for r in kept)}
+             "min_score": min(scores[p] for p in kept), "strata": summary.strata, "class_mix": summary.class_mix}
     config.filter = {**config.filter, "stats": stats}  # type: ignore[dict-item]
     atomic_write_text(out / "corpus.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    tmp = out / ".manifest.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in kept))
-    tmp.replace(out / "manifest.jsonl")
-    shutil.rmtree(out / "parts", ignore_errors=True)
-    summary.kept = count
-    summary.attempted = last
+    finalize(out, chunks)
+    shutil.rmtree(out / "scores", ignore_errors=True)
+    summary.kept, summary.attempted = count, attempted
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-@dataclass
-class _Arrays:
-    """The two arrays SampleWriter.write_sample needs."""
+def _check_outlook(tally: ThresholdTally, max_attempts: int, summary: FilterSummary, started: float,
+                   classes: tuple[str, ...]) -> None:
+    """Stop a threshold run at --max-attempts, or early once a probe shows the limit cannot be met."""
+    from dataclasses import replace
 
-    image: np.ndarray
-    mask: np.ndarray
+    from hisyngen.filtering.select import stratum_names
+
+    attempted = tally.attempted
+    needed, worst = tally.outlook()
+    # A minimum acceptance rate as well as a maximum: once a probe of candidates shows the limit
+    # cannot be met, stop now instead of scoring up to --max-attempts in vain.
+    hopeless = attempted >= min(PROBE, max_attempts) and needed > max_attempts
+    if attempted < max_attempts and not hopeless:
+        return
+    when = "at this rate" if attempted < max_attempts else "after --max-attempts"
+    rate = tally.kept / attempted if attempted else 0.0
+    where = "" if worst is None else f" (stratum {stratum_names(worst, classes)} limits it)"
+    outlook = (f"so {tally.count:,} need ~{needed:,.0f} candidates{where}, more than --max-attempts ({max_attempts:,})"
+               if math.isfinite(needed) else
+               f"no candidate{'' if worst is None else ' of stratum ' + stratum_names(worst, classes)} scored above "
+               f"--threshold {tally.threshold}")
+    raise FilterStopped(
+        f"stopped {when}: kept {tally.kept:,} of {tally.count:,} from {attempted:,} candidates, acceptance "
+        f"rate {rate:.3%}, {outlook}; use --selection rank (a fixed budget), lower --threshold, train a better "
+        "discriminator, ask for fewer, or raise --max-attempts (the run resumes)",
+        summary=replace(summary, kept=tally.kept, attempted=attempted, seconds=time.perf_counter() - started),
+    )
