@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
         "val_fraction": 0.2,
         "num_workers": 0,
         "min_steps_per_epoch": 8,
+        "match_classes": True,
     },
     "selection": Selection.mode,
     "stratify": Selection.stratify,
@@ -90,6 +91,7 @@ NOTES: dict[str, str] = {
     "synthesis.params": "per strategy, e.g. {bezier: {points: 12}} (hisyngen synth --list-strategies)",
     "discriminator.epochs": "null: 5, or 3 for BCSS-WSSS Mosaic (the paper)",
     "discriminator.real_from": "real images: multi (two or more tissues), all, or a folder",
+    "discriminator.match_classes": "weight synthetic images to the real images' class presence (false: the paper)",
     "discriminator.min_steps_per_epoch": "small sets: the batch is capped so an epoch has this many steps",
     "selection": "rank: keep the most realistic of oversample x count candidates; threshold: p_real > threshold "
                  "until count (the paper, with stratify: false)",
@@ -423,7 +425,8 @@ class Build:
         epochs = paper_epochs(self.dataset, name) if d["epochs"] is None else int(d["epochs"])
         return TrainConfig(epochs=epochs, batch_size=d["batch_size"], lr=d["lr"], val_fraction=d["val_fraction"],
                            image_size=d["image_size"], seed=self.config["seed"], num_workers=d["num_workers"],
-                           device=self.config["device"], min_steps_per_epoch=d["min_steps_per_epoch"])
+                           device=self.config["device"], min_steps_per_epoch=d["min_steps_per_epoch"],
+                           match_classes=d["match_classes"])
 
     def _realism_config(self) -> Any:
         from hisyngen.filtering.train import TrainConfig

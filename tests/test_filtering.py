@@ -331,3 +331,45 @@ def test_folded_batchnorm_scores_like_the_trained_model(tmp_path):
         plain, folded = model(images), fold_batchnorm(model)(images)
     assert torch.allclose(plain, folded, atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_batchnorm(model).modules())
+
+
+def test_class_matched_weights_give_the_synthetic_images_the_real_class_presence():
+    from hisyngen.filtering.data import class_matched_weights
+
+    rng = np.random.default_rng(0)
+    # Bezier-like synthetic images: one pair of 4 classes each, so each class is in half of them;
+    # the real images hold class 2 far less often (it is the rare class of the source)
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    presence = np.zeros((600, 4), int)
+    for row, i in zip(presence, rng.integers(0, 6, 600)):
+        row[list(pairs[i])] = 1
+    target = np.array([0.7, 0.6, 0.2, 0.5])
+    weights = class_matched_weights(target, presence)
+    assert np.average(presence, axis=0, weights=weights) == pytest.approx(target, abs=0.02)
+    assert weights.mean() == pytest.approx(1.0) and weights.max() / weights.min() <= 100 + 1e-9  # clipped
+    assert not np.allclose(presence.mean(0), target, atol=0.1)  # the weights did the work
+
+
+def test_balanced_order_without_weights_is_the_plain_real_synthetic_balance():
+    labels = np.array([1] * 5 + [0] * 20)
+    old = np.random.default_rng(3).choice(25, size=25, replace=True, p=(w := 1.0 / np.bincount(labels)[labels]) / w.sum())
+    from hisyngen.filtering.train import balanced_order
+
+    assert balanced_order(labels, np.random.default_rng(3), True) == [int(i) for i in old]  # same draws as before
+    weights = np.ones(25)
+    weights[5:15] = 0.0  # synthetic items 5..14 never drawn
+    drawn = balanced_order(labels, np.random.default_rng(3), True, weights)
+    assert not set(drawn) & set(range(5, 15)) and sum(1 for i in drawn if i < 5) > 6  # real still ~half
+
+
+def test_filter_train_reports_class_presence_and_per_class_scores(source, tmp_path):
+    strategy = make_strategy("bezier", {"size": 48})
+    report = train_filter(source, strategy, tmp_path / "d", TrainConfig(epochs=1, batch_size=8, image_size=32),
+                          negatives=16)
+    assert set(report["heldout_per_class"]) == set(source.spec.classes)
+    assert all({"real", "synthetic", "n_real", "n_synthetic"} <= set(v) for v in report["heldout_per_class"].values())
+    presence = report["class_presence"]
+    assert len(presence["real"]) == 4 and presence["synthetic_after"] != presence["synthetic_before"]
+    off = train_filter(source, strategy, tmp_path / "p", TrainConfig(epochs=1, batch_size=8, image_size=32,
+                                                                     match_classes=False), negatives=16)
+    assert off["class_presence"] is None and off["config"]["match_classes"] is False

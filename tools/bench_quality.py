@@ -12,8 +12,11 @@ Variants (same iterations, same 8 synthetic images per step, same seed):
     mosaic          Mosaic (unfiltered)
     bezier          Bezier (unfiltered)
     mosaic+bezier   both, unfiltered
-    filtered        both, filtered by their discriminators
+    filtered        both, filtered by their discriminators (hisyngen's default selection: rank with
+                    per-stratum quotas, class-matched discriminator training)
     full            filtered + real images with the consistency loss (8 real per step, L_reg)
+    filtered-paper  both, filtered the paper's way (p_real > 0.5 until N, no quotas, unweighted training)
+    full-paper      filtered-paper + real images with the consistency loss (the paper's recipe)
     unfiltered+real mosaic+bezier + real images with the consistency loss (full without the filter)
 
 The synthetic-only variants train with L_seg + L_cls on synthetic images; ``full`` is the HisynSeg
@@ -51,6 +54,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mosaic+bezier": {"corpora": ["mosaic", "bezier"], "real": False},
     "filtered": {"corpora": ["mosaic-filtered", "bezier-filtered"], "real": False},
     "full": {"corpora": ["mosaic-filtered", "bezier-filtered"], "real": True},
+    "filtered-paper": {"corpora": ["mosaic-paper", "bezier-paper"], "real": False},
+    "full-paper": {"corpora": ["mosaic-paper", "bezier-paper"], "real": True},
     "unfiltered+real": {"corpora": ["mosaic", "bezier"], "real": True},  # separates the filter from L_reg
 }
 
@@ -90,6 +95,7 @@ def eval_pairs(source: Any) -> list[Any]:
 def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work: Path) -> dict[str, Path]:
     from hisyngen.corpus import Corpus, synthesize
     from hisyngen.filtering.filter import filter_corpus
+    from hisyngen.filtering.select import Selection
     from hisyngen.filtering.train import TrainConfig, train_filter
     from hisyngen.synthesis import make_strategy
 
@@ -107,18 +113,23 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
             continue
         if out.is_dir() and (out / "manifest.jsonl").is_file():
             continue
-        strategy_name = name.replace("-filtered", "")
+        strategy_name = name.replace("-filtered", "").replace("-paper", "")
         strategy = make_strategy(strategy_name, params, classes=source.spec.classes)
         started = time.perf_counter()
-        if name.endswith("-filtered"):
-            disc = (Path(args.discriminators) / f"disc-{strategy_name}" if args.discriminators
-                    else work / "discriminators" / strategy_name)
+        if name.endswith(("-filtered", "-paper")):
+            paper = name.endswith("-paper")
+            disc = (Path(args.discriminators) / f"disc-{strategy_name}{'-paper' if paper else ''}" if args.discriminators
+                    else work / "discriminators" / f"{strategy_name}{'-paper' if paper else ''}")
             if not (disc / "report.json").is_file():
                 train_filter(source, strategy, disc, TrainConfig(epochs=args.disc_epochs, image_size=args.disc_image_size,
-                                                                 seed=0), negatives=args.negatives,
-                             cache_dir=work / "cache", real_from=args.real_from)
-            filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
-                          max_attempts=args.filter_max_attempts or args.count * 200)
+                                                                 seed=0, match_classes=not paper),
+                             negatives=args.negatives, cache_dir=work / "cache", real_from=args.real_from)
+            if paper:
+                filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
+                              selection=Selection.paper(), max_attempts=args.filter_max_attempts or args.count * 200)
+            else:
+                filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
+                              selection=Selection(oversample=args.oversample))
         else:
             synthesize(source, strategy, out, args.count, seed=0, workers=args.workers, cache_dir=work / "cache")
         log(f"corpus {name}: {len(Corpus(out))} samples in {time.perf_counter() - started:.0f}s")
@@ -289,7 +300,8 @@ def paired_differences(rows: list[dict]) -> list[str]:
     by_key = {(r["variant"], r["seed"]): r["mIoU"] for r in rows}
     lines = []
     for better, baseline in (("full", "onelabel"), ("filtered", "mosaic+bezier"), ("full", "unfiltered+real"),
-                             ("unfiltered+real", "mosaic+bezier")):
+                             ("unfiltered+real", "mosaic+bezier"), ("filtered", "filtered-paper"),
+                             ("full", "full-paper"), ("filtered-paper", "mosaic+bezier")):
         seeds = sorted(s for v, s in by_key if v == better and (baseline, s) in by_key)
         if seeds:
             diffs = ", ".join(f"{by_key[(better, s)] - by_key[(baseline, s)]:+.1f} (seed {s})" for s in seeds)
@@ -358,7 +370,10 @@ def main() -> None:
     parser.add_argument("--real-from", default="multi")
     parser.add_argument("--discriminators", default=None, metavar="DIR",
                         help="reuse trained discriminators DIR/disc-<strategy> (e.g. bench_filter.py --keep DIR)")
-    parser.add_argument("--filter-max-attempts", type=int, default=None, help="candidates per filtered corpus at most")
+    parser.add_argument("--filter-max-attempts", type=int, default=None,
+                        help="-paper variants: candidates per filtered corpus at most")
+    parser.add_argument("--oversample", type=float, default=5.0,
+                        help="filtered/full variants: candidates scored per kept sample (rank selection)")
     parser.add_argument("--corpora-only", action="store_true", help="build the corpora, then stop")
     parser.add_argument("--filtered-from", default=None, metavar="BUILD",
                         help="take the filtered corpora from this `hisyngen build` folder (same --count)")

@@ -35,11 +35,14 @@ def _percent(value: float | None) -> str:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
 @click.option("--num-workers", default=0, show_default=True, type=int, help="Data-loading worker processes.")
+@click.option("--match-classes/--no-match-classes", default=True, show_default=True,
+              help="Weight the synthetic images so each class is present as often as in the real ones (the "
+                   "discriminator then judges looks, not which tissues an image holds); --no-match-classes: the paper.")
 @strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives_from, real_from, epochs, batch_size, lr,
-                 val_fraction, image_size, seed, device, num_workers, size, background_policy, max_background, params,
+                 val_fraction, image_size, seed, device, num_workers, match_classes, size, background_policy, max_background, params,
                  allow_missing_classes, cache_dir, as_json, quiet) -> None:
     """Train the real-vs-synthetic discriminator of one strategy (ResNet-18 from scratch).
 
@@ -57,7 +60,7 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
     src = open_source_from_options(source, dataset, spec_file)
     strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, image_size=image_size,
-                         seed=seed, device=device, num_workers=num_workers)
+                         seed=seed, device=device, num_workers=num_workers, match_classes=match_classes)
     report = train_filter(src, strat, out, config, negatives=negatives, negatives_from=negatives_from,
                           real_from=real_from, cache_dir=cache_dir, progress=not quiet and not as_json)
     if as_json:
@@ -71,6 +74,13 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
                f"held out {split['val']['real']} + {split['val']['synthetic']}")
     click.echo(f"  held-out accuracy {_percent(h['accuracy'])}  precision {_percent(h['precision'])}  "
                f"recall {_percent(h['recall'])}  F1 {_percent(h['f1'])}  ROC-AUC {h['roc_auc']:.3f}")
+    if report.get("heldout_per_class"):
+        click.echo("  held-out mean p_real by class (real / synthetic images holding it): " + "  ".join(
+            f"{name} {_score(v['real'])}/{_score(v['synthetic'])}" for name, v in report["heldout_per_class"].items()))
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @click.command("filter")

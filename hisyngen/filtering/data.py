@@ -32,15 +32,19 @@ def fit_size(image: np.ndarray, size: int) -> np.ndarray:
 
 def real_image_paths(source: Any, real_from: str) -> list[Path]:
     """Paths of the real images a discriminator trains on (see :data:`REAL_FROM`)."""
-    if real_from == "multi":
-        paths = [r.path for r in source.multi_tissue()]
-    elif real_from == "all":
-        paths = [r.path for r in source.train]
+    return [path for path, _ in real_images(source, real_from)]
+
+
+def real_images(source: Any, real_from: str) -> list[tuple[Path, tuple[int, ...] | None]]:
+    """(path, label vector) of the real images a discriminator trains on; labels None for a folder."""
+    if real_from in REAL_FROM:
+        records = source.multi_tissue() if real_from == "multi" else source.train
+        paths = [(r.path, r.labels) for r in records]
     else:
         folder = Path(real_from)
         if not folder.is_dir():
             raise HisynError(f"--real-from must be one of {', '.join(REAL_FROM)} or a folder of real images, got {real_from!r}")
-        paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+        paths = [(p, None) for p in sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))]
     if not paths:
         counts = {"multi": len(source.multi_tissue()), "all": len(source.train)}
         raise HisynError(
@@ -65,6 +69,8 @@ class ImageSet:
     strategy: Any = None
     seed: int = 0
     stream: str = "discriminator"
+    presence: tuple[tuple[int, ...], ...] = ()
+    """Per item, which classes it holds (0/1 per class); empty when unknown (a folder of patches)."""
 
     def __len__(self) -> int:
         return len(self.paths) if self.paths else self.generated
@@ -110,6 +116,12 @@ class LabelledImages:
     def labels(self) -> np.ndarray:
         return np.array([self.sets[s].label for s, _ in self.items], np.int64)
 
+    def presence(self) -> np.ndarray | None:
+        """(items, classes) 0/1 class presence, or None when a set does not know it."""
+        if not all(len(s.presence) == len(s) for s in self.sets):
+            return None
+        return np.array([self.sets[s].presence[i] for s, i in self.items], np.int64).reshape(len(self.items), -1)
+
 
 def split_items(sets: Sequence[ImageSet], val_fraction: float, seed: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """A seeded train/val split of every set's items (stratified: each set is split on its own)."""
@@ -123,3 +135,26 @@ def split_items(sets: Sequence[ImageSet], val_fraction: float, seed: int) -> tup
         val.extend((which, int(i)) for i in sorted(order[:n_val]))
         train.extend((which, int(i)) for i in sorted(order[n_val:]))
     return train, val
+
+
+def class_matched_weights(target: np.ndarray, presence: np.ndarray, iterations: int = 50,
+                          max_ratio: float = 10.0) -> np.ndarray:
+    """Weights (mean 1) under which each class is present in the same fraction of ``presence``'s
+    rows as ``target`` says (iterative proportional fitting over the per-class marginals).
+
+    Used on the synthetic images so that *which tissues* an image holds tells the discriminator
+    nothing about real vs synthetic: only how it looks does. Weights are clipped to
+    ``[1/max_ratio, max_ratio]`` so a few images never dominate; a class absent from one side is
+    left as it is.
+    """
+    weights = np.ones(len(presence))
+    present = presence.astype(bool)
+    for _ in range(iterations):
+        for c in range(present.shape[1]):
+            share = weights[present[:, c]].sum() / weights.sum()
+            t = float(np.clip(target[c], 1e-3, 1 - 1e-3))
+            if 0 < share < 1 and 0 < target[c] < 1:
+                weights[present[:, c]] *= t / share
+                weights[~present[:, c]] *= (1 - t) / (1 - share)
+        weights = np.clip(weights / weights.mean(), 1 / max_ratio, max_ratio)
+    return weights / weights.mean()

@@ -6,7 +6,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -34,6 +34,10 @@ class TrainConfig:
     flips: bool = True
     balanced: bool = True
     """Draw each training epoch class-balanced when real and synthetic counts differ."""
+    match_classes: bool = True
+    """Weight the synthetic images so each tissue class is present in as many of them as of the real
+    images: which tissues an image holds then says nothing about real vs synthetic, only how it
+    looks does (False: the paper's unweighted draw)."""
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
@@ -218,13 +222,36 @@ def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.
             "recall": recall, "f1": f1, "roc_auc": auc, "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn}}
 
 
-def balanced_order(labels: np.ndarray, rng: np.random.Generator, balanced: bool) -> list[int]:
-    """One epoch of training positions: a permutation, or a class-balanced draw of the same length."""
-    if not balanced or len(np.unique(labels)) < 2:
+def balanced_order(labels: np.ndarray, rng: np.random.Generator, balanced: bool,
+                   weights: np.ndarray | None = None) -> list[int]:
+    """One epoch of training positions: a permutation, or a draw of the same length, balanced
+    between real and synthetic and/or following per-item ``weights``."""
+    two_kinds = len(np.unique(labels)) >= 2
+    if weights is None and (not balanced or not two_kinds):
         return [int(i) for i in rng.permutation(len(labels))]
-    counts = np.bincount(labels, minlength=2).astype(float)
-    weights = 1.0 / counts[labels]
-    return [int(i) for i in rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum())]
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, float).copy()
+    if balanced and two_kinds:
+        for kind in np.unique(labels):
+            w[labels == kind] /= w[labels == kind].sum()
+    return [int(i) for i in rng.choice(len(labels), size=len(labels), replace=True, p=w / w.sum())]
+
+
+def per_class_scores(p_real: np.ndarray, labels: np.ndarray, presence: np.ndarray | None) -> list[dict[str, Any]] | None:
+    """Per class: mean p_real of the held-out real and synthetic images that hold it (and how many).
+
+    A class whose real images also score low is one the discriminator has learnt as "synthetic".
+    """
+    if presence is None:
+        return None
+    out = []
+    for c in range(presence.shape[1]):
+        row: dict[str, Any] = {}
+        for name, kind in (("real", labels == REAL), ("synthetic", labels != REAL)):
+            chosen = kind & (presence[:, c] > 0)
+            row[name] = round(float(p_real[chosen].mean()), 4) if chosen.any() else None
+            row[f"n_{name}"] = int(chosen.sum())
+        out.append(row)
+    return out
 
 
 def fit(
@@ -249,6 +276,19 @@ def fit(
     train_items, val_items = split_items(sets, config.val_fraction, config.seed)
     train_set, val_set = LabelledImages(sets, train_items), LabelledImages(sets, val_items)
     train_labels = train_set.labels()
+    train_presence = train_set.presence()
+    weights, matching = None, None
+    if config.match_classes and train_presence is not None:
+        from hisyngen.filtering.data import class_matched_weights
+
+        real_rows, synthetic_rows = train_labels == REAL, train_labels != REAL
+        target = train_presence[real_rows].mean(0)
+        weights = np.ones(len(train_labels))
+        weights[synthetic_rows] = class_matched_weights(target, train_presence[synthetic_rows])
+        matching = {"real": [round(float(v), 4) for v in target],
+                    "synthetic_before": [round(float(v), 4) for v in train_presence[synthetic_rows].mean(0)],
+                    "synthetic_after": [round(float(v), 4) for v in np.average(
+                        train_presence[synthetic_rows], axis=0, weights=weights[synthetic_rows])]}
     batch_size = max(2, min(config.batch_size, len(train_set) // config.min_steps_per_epoch))
     model = seeded_model(config.seed).to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -261,7 +301,7 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
-        order = balanced_order(train_labels, rng, config.balanced)
+        order = balanced_order(train_labels, rng, config.balanced, weights)
         model.train()
         seen, correct, loss_sum = 0, 0, 0.0
         loader = _loader(train_set, order, batch_size, config.num_workers, training=True)
@@ -307,6 +347,8 @@ def fit(
         "curve": curve,
         "best_epoch": best_epoch,
         "heldout": binary_metrics(p_val, y_val),
+        "heldout_per_class": per_class_scores(p_val, y_val, val_set.presence()),
+        "class_presence": matching,
         "seconds": round(time.perf_counter() - started, 2),
     }
     return model, report
@@ -372,6 +414,19 @@ def load_discriminator(path: str | Path, strategy: str | None = None, classes: t
     return model.eval(), meta
 
 
+def generated_presence(images: ImageSet, num_classes: int) -> tuple[tuple[int, ...], ...]:
+    """Which classes each on-the-fly synthetic image holds (generating each once; cheap next to training)."""
+    from hisyngen.filtering.data import _open_pack
+    from hisyngen.synthesis import sample_rng
+
+    pool = _open_pack(images.pack_folder)  # type: ignore[arg-type]
+    out = []
+    for index in range(len(images)):
+        sample = images.strategy.generate(pool, sample_rng(images.seed, images.strategy.name, index, images.stream))
+        out.append(tuple(int(n > 0) for n in sample.class_pixels(num_classes)[:num_classes]))
+    return tuple(out)
+
+
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
     from hisyngen.imageio import atomic_write_text
 
@@ -396,10 +451,13 @@ def train_filter(
     the corpus ``negatives_from``. Returns the report.
     """
     from hisyngen.corpus import Corpus
-    from hisyngen.filtering.data import real_image_paths
+    from hisyngen.filtering.data import real_images
     from hisyngen.sources.pools import build_pool_pack
 
-    real = ImageSet(label=REAL, size=config.image_size, paths=tuple(real_image_paths(source, real_from)))
+    found = real_images(source, real_from)
+    known = all(labels is not None for _, labels in found)  # a folder of patches has no labels
+    real = ImageSet(label=REAL, size=config.image_size, paths=tuple(path for path, _ in found),
+                    presence=tuple(tuple(labels) for _, labels in found) if known else ())
     if negatives_from is not None:
         corpus = Corpus(negatives_from)
         if corpus.config.strategy != strategy.name:
@@ -415,8 +473,9 @@ def train_filter(
         if differ:
             raise HisynError(f"{negatives_from} was made with other {strategy.name} parameters ({'; '.join(differ)}); "
                              "pass the same -p/--size options")
-        paths = tuple(corpus.image_path(row) for row in corpus.rows())[: negatives or None]
-        synthetic = ImageSet(label=1 - REAL, size=config.image_size, paths=paths)
+        rows = list(corpus.rows())[: negatives or None]
+        synthetic = ImageSet(label=1 - REAL, size=config.image_size, paths=tuple(corpus.image_path(r) for r in rows),
+                             presence=tuple(tuple(r["labels"]) for r in rows))
         pack_fingerprint = corpus.config.source.get("fingerprint")
     else:
         if negatives < 2:
@@ -425,6 +484,7 @@ def train_filter(
         strategy.check_pool(pack, source.spec.classes)
         synthetic = ImageSet(label=1 - REAL, size=config.image_size, generated=negatives, pack_folder=str(pack.folder),
                              strategy=strategy, seed=config.seed)
+        synthetic = replace(synthetic, presence=generated_presence(synthetic, source.spec.num_classes))
         pack_fingerprint = None
     model, report = fit(real, synthetic, config, progress=progress)
     meta = {
@@ -440,6 +500,8 @@ def train_filter(
         "seed": config.seed,
         "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
     }
+    if report["heldout_per_class"] is not None:  # by class name, for the report
+        report["heldout_per_class"] = {name: row for name, row in zip(source.spec.classes, report["heldout_per_class"])}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sha = save_discriminator(out / "model.pt", model, meta)
