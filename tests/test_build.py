@@ -309,3 +309,19 @@ def test_an_empty_class_is_refused_before_anything_is_written(tmp_path):
     allowed = merge_config(load_config(None, settings), {"synthesis": {"allow_missing_classes": True}})
     summary = Build(root, tmp_path / "b", allowed, log=lambda m: None, progress=False).run()
     assert summary["strategies"]["mosaic"]["kept"] == 6
+
+
+def test_build_paper_preset_is_the_papers_filter():
+    from click.testing import CliRunner
+
+    from hisyngen.cli import cli
+
+    result = CliRunner().invoke(cli, ["build", "--paper", "--print-config"])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(result.output)
+    assert (config["selection"], config["stratify"], config["threshold"]) == ("threshold", False, 0.5)
+    assert config["discriminator"]["match_classes"] is False and config["discriminator"]["batch_size"] == 256
+    default = yaml.safe_load(CliRunner().invoke(cli, ["build", "--print-config"]).output)
+    assert (default["selection"], default["stratify"], default["discriminator"]["match_classes"]) == ("rank", True, True)
+    clash = CliRunner().invoke(cli, ["build", "--paper", "--selection", "rank", "--print-config"])
+    assert clash.exit_code != 0 and "--paper is threshold selection without quotas" in clash.output

@@ -51,9 +51,15 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
 @click.option("-n", "--count", type=int, default=None, help="Samples kept per strategy [default: 7200 for BCSS-WSSS, else 3600].")
 @click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
 @click.option("--no-filter", is_flag=True, help="Skip the discriminators: keep every synthetic sample.")
+@click.option("--selection", type=click.Choice(["rank", "threshold"]), default=None,
+              help="rank: keep the most realistic of --oversample x COUNT candidates (known cost); threshold: "
+                   "p_real > 0.5 until COUNT [default: rank].")
+@click.option("--oversample", type=float, default=None, help="rank: candidates scored per kept sample [default: 5].")
+@click.option("--paper", is_flag=True,
+              help="The paper's filter: threshold 0.5 without per-stratum quotas, unweighted discriminator training.")
 @click.option("--max-attempts", type=int, default=None,
-              help="Filter candidates per strategy at most [default: 1000 x count, a 0.1% acceptance floor]; "
-                   "a rerun may raise it.")
+              help="threshold: filter candidates per strategy at most [default: 1000 x count, a 0.1% acceptance "
+                   "floor]; a rerun may raise it.")
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None, help="Discriminator device: auto, cpu, cuda, cuda:1 [default: auto].")
 @click.option("--push-to-hub", "push_to_hub", default=None, metavar="USER/NAME", help="Push the HF export to this dataset repo.")
@@ -64,12 +70,12 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
               help="Print the configuration (YAML: the defaults, updated by -c FILE and the options given) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; print only the summary.")
-def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, max_attempts, workers,
-          device, push_to_hub, private, token, allow_outside_root, print_config, as_json, quiet) -> None:
+def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, selection, oversample,
+          paper, max_attempts, workers, device, push_to_hub, private, token, allow_outside_root, print_config, as_json, quiet) -> None:
     """Turn the weakly-labelled dataset SOURCE into ready-to-train datasets.
 
-    inspect -> single-tissue pools -> per strategy: train its discriminator, generate until COUNT
-    samples are kept -> realism report -> MMSegmentation and Hugging Face exports -> optional push.
+    inspect -> single-tissue pools -> per strategy: train its discriminator, keep the COUNT most
+    realistic of 5 x COUNT fresh samples (per-stratum quotas keep the class mix) -> realism report -> MMSegmentation and Hugging Face exports -> optional push.
     Ends with counts, acceptance rates, discriminator and realism figures, output paths and the
     command that trains DeepLabV3+ on the result. Interrupted? Rerun the same command: finished
     stages are skipped, the output is identical to an uninterrupted run.
@@ -83,6 +89,7 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
     """
     overrides: dict = {}
     for key, value in (("dataset", dataset), ("spec", spec_file), ("count", count), ("seed", seed),
+                       ("selection", selection), ("oversample", oversample),
                        ("max_attempts", max_attempts), ("workers", workers), ("device", device),
                        ("push_to_hub", push_to_hub), ("private", private)):
         if value is not None:
@@ -91,6 +98,11 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
         overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
     if no_filter:
         overrides["filter"] = False
+    if paper:
+        if selection == "rank" or oversample is not None:
+            raise click.UsageError("--paper is threshold selection without quotas; drop --selection rank/--oversample")
+        overrides.update({"selection": "threshold", "stratify": False, "threshold": 0.5})
+        overrides["discriminator"] = {"match_classes": False}
     if print_config:
         from hisyngen.pipeline import config_text, load_config
 
