@@ -50,8 +50,13 @@ def make_filtered(corpus: Path, out: Path) -> Path:
     """A copy of ``corpus`` that looks filtered: a ``filter`` record and per-sample ``disc_score``."""
     shutil.copytree(corpus, out)
     config = json.loads((out / "corpus.json").read_text())
-    config["filter"] = {"model_sha256": "ab12", "threshold": 0.5, "batch_size": 64,
-                        "stats": {"attempted": 9, "kept": 6, "acceptance_rate": 0.667, "discriminator": {"f1": 0.9}}}
+    config["filter"] = {"model_sha256": "ab12", "selection": {"mode": "rank", "stratify": True, "oversample": 1.5},
+                        "batch_size": 64,
+                        "stats": {"attempted": 9, "kept": 6, "acceptance_rate": 0.667, "discriminator": {"f1": 0.9},
+                                  "strata": [{"stratum": "1:0+1", "classes": "STR (TUM+STR)", "quota": 6, "scored": 9,
+                                              "kept": 6, "acceptance": 0.666667, "mean_score": 0.51}],
+                                  "class_mix": {"classes": ["TUM", "STR", "LYM", "NEC"],
+                                                "candidates": [0.4, 0.6, 0.0, 0.0], "kept": [0.41, 0.59, 0.0, 0.0]}}}
     (out / "corpus.json").write_text(json.dumps(config))
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     (out / "manifest.jsonl").write_text("".join(json.dumps(dict(r, disc_score=0.5 + r["index"] / 100)) + "\n" for r in rows))
@@ -268,11 +273,14 @@ def test_hf_card_yaml_parses_and_body_documents_the_export(inputs, tmp_path):
     assert "hisyngen export A B --format hf" in body
     # The source by its folder name: a published card carries no local absolute path (issue 15).
     assert f"hisyngen synth {source.root.name} -s mosaic -n 6 --seed 0 -o mosaic --size 32" in body
-    assert (f"hisyngen filter {source.root.name} -s bezier -m DISCRIMINATOR -n 6 --seed 0 --threshold 0.5 "
-            "--batch-size 64 -o bezier-filtered --size 32") in body
+    assert (f"hisyngen filter {source.root.name} -s bezier -m DISCRIMINATOR -n 6 --seed 0 --selection=rank "
+            "--oversample 1.5 --batch-size 64 -o bezier-filtered --size 32") in body
     assert "| mosaic | 6 |" in body and "| bezier | 6 |" in body
     assert "| stats.acceptance_rate | 0.667 |" in body and "| stats.discriminator.f1 | 0.9 |" in body
-    assert "| threshold | 0.5 |" in body
+    assert "| selection.mode | rank |" in body and "| selection.oversample | 1.5 |" in body
+    # the per-stratum report and class mix as their own table and line, not a JSON blob in a cell
+    assert "| STR (TUM+STR) | 6 | 6 | 9 | 66.7% | 0.510 |" in body and "stats.strata" not in body
+    assert "Class pixel share, scored candidates -> kept: TUM 40.0% -> 41.0% · STR 60.0% -> 59.0%" in body
     defaults = export_dataset([], source, "hf", tmp_path / "real-only")
     meta = yaml.safe_load((tmp_path / "real-only" / "README.md").read_text().split("\n---\n")[0].removeprefix("---\n"))
     assert meta["license"] == "other" and meta["tags"] == ["histopathology", "segmentation"]

@@ -235,9 +235,14 @@ def corpus_command(corpus: Any) -> str:
     if config.filter:
         args = ["hisyngen", "filter", source, "-s", config.strategy, "-m", "DISCRIMINATOR", "-n", str(config.count),
                 "--seed", str(config.seed)]
-        for key in ("threshold", "batch_size"):
-            if key in config.filter:
-                args += [f"--{key.replace('_', '-')}", str(config.filter[key])]
+        selection = config.filter.get("selection", {})
+        args += [f"--selection={selection['mode']}"] if selection else []
+        for key in ("oversample", "threshold"):
+            if key in selection:
+                args += [f"--{key}", str(selection[key])]
+        args += ["--no-stratify"] if selection.get("stratify") is False else []
+        if "batch_size" in config.filter:
+            args += ["--batch-size", str(config.filter["batch_size"])]
         args += ["-o", corpus.folder.name]
     else:
         args = ["hisyngen", "synth", source, "-s", config.strategy, "-n", str(config.count), "--seed", str(config.seed),
@@ -327,8 +332,20 @@ def dataset_card(plan: ExportPlan, info: Any, counts: dict[str, int], per_strate
         lines += ["## Filtering", ""]
         for corpus in filtered:
             lines += [f"`{corpus.folder.name}` ({corpus.config.strategy}):", "", "| key | value |", "|---|---|"]
-            lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in flatten(corpus.config.filter).items()]
+            stats = corpus.config.filter.get("stats", {})
+            shown = {**corpus.config.filter, "stats": {k: v for k, v in stats.items() if k not in ("strata", "class_mix")}}
+            lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in flatten(shown).items()]
             lines.append("")
+            if stats.get("class_mix"):
+                from hisyngen.filtering.select import render_class_mix
+
+                lines += [f"Class pixel share, scored candidates -> kept: {render_class_mix(stats['class_mix'])}.", ""]
+            if stats.get("strata"):
+                lines += ["| stratum (dominant class (classes present)) | quota | kept | scored | acceptance | mean p_real |",
+                          "|---|---:|---:|---:|---:|---:|"]
+                lines += [f"| {r['classes']} | {r['quota']} | {r['kept']} | {r['scored']} | {r['acceptance']:.1%} | "
+                          f"{r['mean_score']:.3f} |" for r in stats["strata"]]
+                lines.append("")
     lines += [
         "## Loading", "",
         "```python",

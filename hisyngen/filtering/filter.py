@@ -240,7 +240,9 @@ def filter_corpus(
     else:
         kept = select_threshold(strata, scores, count, selection.threshold, selection.stratify)
         assert kept is not None
-    attempted = len(scored) if rank else kept[-1] + 1 if not selection.stratify else len(scored)
+    # The paper's count (threshold without quotas): the candidates up to the last kept one. With
+    # quotas or rank, every scored candidate counts (they all set the quotas).
+    attempted = kept[-1] + 1 if not rank and not selection.stratify else len(scored)
     picks = [(scored[p]["i"], {"disc_score": scored[p]["p"], "stratum": scored[p]["s"]}) for p in kept]
     num_classes = source.spec.num_classes
     summary.strata = stratum_report(strata[:attempted], scores[:attempted], kept, count, source.spec.classes,
