@@ -15,6 +15,9 @@ from typing import Iterable, Sequence
 from hisyngen.errors import HisynError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "mmseg_configs"
+TRUST_CHECKPOINTS_ENV = "HISYNGEN_TRUST_CHECKPOINTS"
+"""Set to 1 (``--trust-checkpoint``) to unpickle local checkpoints with ``weights_only=False``: any
+object, i.e. any code, a file carries. Without it only what hisyngen/mmengine runs save loads."""
 
 
 def packaged_configs() -> list[str]:
@@ -42,6 +45,40 @@ def mmseg_config_path(name: str) -> Path:
         if len(matches) > 1:
             raise HisynError(f"config name {name!r} is ambiguous: {', '.join(matches)}")
     raise HisynError(f"unknown config {name!r}: not a file, and not one of {', '.join(stems)}")
+
+
+BF16_OPTIM_WRAPPER = "BF16OptimWrapper"
+"""The optim wrapper (hisyngen.mmseg.compat) that trains under bf16 autocast, on CPU and CUDA."""
+
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+"""``hisyngen train --precision``: auto is bf16 where the hardware computes it natively."""
+
+
+def train_precision(requested: str, device: str | None = None) -> tuple[str, str]:
+    """(fp32 or bf16, why) for ``hisyngen train --precision requested`` on ``device`` (default:
+    cuda when available, else cpu). Detection is :mod:`hisyngen.precision`'s (one home); where
+    bf16 is not native, ``auto`` trains fp32 (fp16 stays the stock ``--amp``) and ``bf16`` is refused."""
+    import torch
+
+    from hisyngen.precision import CPU_BF16_FLAGS, cpu_bf16_flags, native_bf16, resolve_precision
+
+    if requested not in TRAIN_PRECISIONS:
+        raise HisynError(f"--precision {requested!r} is not one of {', '.join(TRAIN_PRECISIONS)}")
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if requested == "fp32":
+        return "fp32", "as requested"
+    if requested == "bf16":
+        return resolve_precision("bf16", where), "as requested"
+    if native_bf16(where):
+        why = (f"CPU with {', '.join(cpu_bf16_flags())}" if where.type == "cpu" else "CUDA device with native bf16")
+        return "bf16", f"auto: {why}"
+    return "fp32", (f"auto: no native bf16 on this {'CPU' if where.type == 'cpu' else 'GPU'}"
+                    + (f" (no {' or '.join(CPU_BF16_FLAGS)})" if where.type == "cpu" else ""))
+
+
+def precision_options(precision: str) -> list[str]:
+    """cfg-options training a config in ``precision`` (fp32: the config as it is)."""
+    return [f"optim_wrapper.type={BF16_OPTIM_WRAPPER}"] if precision == "bf16" else []
 
 
 def stock_tool(name: str) -> Path:
@@ -174,6 +211,28 @@ def schedule_options(cfg, data_root: str | None, gpus: int, epochs: float | None
     notes.append(f"{epochs:g} epochs x ceil({num_synthetic} synthetic / {per_step} per step) = {max_iters} iterations")
     return options + [f"train_cfg.max_iters={max_iters}", f"train_cfg.val_interval={per_epoch}",
                       f"default_hooks.checkpoint.interval={per_epoch}"], notes
+
+
+def validation_options(cfg, data_root: str | None) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """cfg-options and notes for validating on the export: with no real val masks the datasets
+    validate on held-out synthetic images (``hisyngen.mmseg.datasets.synthetic_holdout``) and this
+    says so; a config without a val loop needs nothing."""
+    from hisyngen.mmseg.datasets import holdout_note
+
+    if not cfg.get("val_dataloader") or not cfg.get("val_cfg"):
+        return [], ["no validation (the config has no val loop)"]
+    root = Path(data_root) if data_root else _dataset_root(cfg, "val_dataloader")
+    note = holdout_note(root)
+    return [], [note] if note else []
+
+
+def require_masks(cfg, data_root: str | None, split: str) -> None:  # noqa: ANN001
+    """Refuse, in one line, to evaluate on an export whose ``split`` has no images with masks."""
+    from hisyngen.mmseg.datasets import no_masks_error, split_has_images
+
+    root = Path(data_root) if data_root else _dataset_root(cfg, f"{split}_dataloader")
+    if not split_has_images(root, split):
+        raise no_masks_error(root, split)
 
 
 def with_options(path: Path, options: Sequence[str], script_args: Iterable[str]) -> list[str]:

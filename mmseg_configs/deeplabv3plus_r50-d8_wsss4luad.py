@@ -24,7 +24,8 @@ iters_per_epoch = -(-num_synthetic // synthetic_per_step)
 model = dict(
     decode_head=dict(num_classes=num_classes),
     test_cfg=dict(mode='slide', crop_size=(224, 224), stride=(224, 224)))
-custom_hooks = [dict(type='EvalStrideHook', val_stride=(224, 224), test_stride=(112, 112))]
+custom_hooks = [dict(type='EvalStrideHook', val_stride=(224, 224), test_stride=(112, 112)),
+                dict(type='DistTeardownHook')]
 
 tta_scales = [1.0, 1.25, 1.5, 1.75, 2.0]
 tta_pipeline = _base_.tta_pipeline

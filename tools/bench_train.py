@@ -1,17 +1,22 @@
 #!/usr/bin/env python
-"""Training speed of the hisyngen MMSegmentation configs.
+"""Training speed of the hisyngen MMSegmentation configs, fp32 vs bf16 side by side.
 
 CPU (always): seconds per iteration and peak RSS, OMP_NUM_THREADS=1, for
-  - the smoke config (ResNet-18, 64 px crops, 2 synthetic + 2 real images), and
+  - the smoke config (ResNet-18, 64 px crops, 2 synthetic + 2 real images),
+  - the CPU config (ResNet-18, output stride 16, 224 px, 8 synthetic + 8 real images), and
   - DeepLabV3+ R50-D8 at 224 px with 2 synthetic + 2 real images.
 CUDA (when available): R50-D8 at 224 px with 32 synthetic + 32 real images, images/s.
 
-Each case runs in its own process (peak RSS is per process) through mmengine's Runner with the
-packaged config, random weights, no validation and no checkpoints. Without ``--data-root`` a
+Each (case, precision) runs in its own process (peak RSS is per process) through mmengine's Runner
+with the packaged config, random weights, no validation and no checkpoints; ``--precision bf16``
+trains exactly as ``hisyngen train --precision bf16`` does (``BF16OptimWrapper``, bf16 autocast,
+float32 weights). The precisions alternate within each of ``--rounds`` rounds, so both see the
+same machine load; the table gives medians and ranges over the rounds. Without ``--data-root`` a
 throwaway export of random 224 px images is generated. Prints a markdown table.
 
-    python tools/bench_train.py                      # all cases this machine supports
-    python tools/bench_train.py --data-root EXPORT   # on a real export
+    python tools/bench_train.py                                  # every case, fp32 and bf16
+    python tools/bench_train.py --cases cpu --rounds 5           # the CPU config only
+    python tools/bench_train.py --data-root EXPORT --precision fp32
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 CASES = {
     # name: (config, device, synthetic per step, real per step, crop, warmup iters, timed iters)
     "smoke (R18, 64 px), CPU": ("smoke", "cpu", 2, 2, 64, 2, 8),
+    "cpu config (R18 OS16, 224 px), CPU": ("cpu", "cpu", 8, 8, 224, 1, 3),
     "R50-D8 224 px, CPU": ("bcss-wsss", "cpu", 2, 2, 224, 1, 3),
     "R50-D8 224 px, CUDA": ("bcss-wsss", "cuda", 32, 32, 224, 5, 20),
 }
@@ -67,7 +73,7 @@ def write_random_export(root: Path, count: int = 64, size: int = 224) -> Path:
     return root
 
 
-def run_case(name: str, data_root: str) -> dict:
+def run_case(name: str, data_root: str, precision: str) -> dict:
     """Train one case in this process; returns seconds/iteration, images/s and peak RSS."""
     import resource
 
@@ -76,7 +82,7 @@ def run_case(name: str, data_root: str) -> dict:
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    from hisyngen.configs import data_root_options, mmseg_config_path
+    from hisyngen.configs import BF16_OPTIM_WRAPPER, data_root_options, mmseg_config_path
 
     config, device, n_syn, n_real, crop, warmup, timed = CASES[name]
     if device == "cpu":
@@ -86,6 +92,8 @@ def run_case(name: str, data_root: str) -> dict:
     cfg.merge_from_dict(options)
     norm = dict(type="BN", requires_grad=True)  # one process: SyncBN would only add overhead checks
     cfg.model.pretrained = None
+    if precision == "bf16":
+        cfg.optim_wrapper.type = BF16_OPTIM_WRAPPER
     cfg.model.backbone.norm_cfg = norm
     cfg.model.decode_head.norm_cfg = norm
     cfg.model.data_preprocessor.size = (crop, crop)
@@ -120,47 +128,90 @@ def run_case(name: str, data_root: str) -> dict:
     runner.train()
     per_iter = (stamps.times[-1] - stamps.times[warmup - 1]) / timed
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = dict(case=name, images=n_syn + n_real, crop=crop, s_per_iter=per_iter,
+    result = dict(case=name, precision=precision, images=n_syn + n_real, crop=crop, s_per_iter=per_iter,
                   images_per_s=(n_syn + n_real) / per_iter, peak_rss_mib=peak_kib / 1024)
     if device == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return result
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def render(rows: list[dict], precisions: list[str]) -> list[str]:
+    """Markdown: one row per (case, precision), medians and [min-max] over the rounds; the speed-up
+    is the median of each round's fp32/bf16 ratio."""
+    lines = ["| case | precision | images/step (syn+real) | s/iter, median [range] | images/s | bf16 speed-up "
+             "| peak RSS (MiB) | peak GPU mem (MiB) |", "|---|---|---|---|---|---|---|---|"]
+    for case in dict.fromkeys(r["case"] for r in rows):
+        by = {p: [r for r in rows if r["case"] == case and r["precision"] == p] for p in precisions}
+        for p in precisions:
+            runs = by[p]
+            if not runs:
+                continue
+            t = [r["s_per_iter"] for r in runs]
+            speed = "-"
+            if p == "bf16" and by.get("fp32"):
+                ratios = [a["s_per_iter"] / b["s_per_iter"] for a, b in zip(by["fp32"], runs)]
+                speed = f"{median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+            gpu = f"{median([r['peak_gpu_mib'] for r in runs]):.0f}" if "peak_gpu_mib" in runs[0] else "-"
+            lines.append(f"| {case} | {p} | {runs[0]['images']} | {median(t):.3f} [{min(t):.3f}-{max(t):.3f}] "
+                         f"| {runs[0]['images'] / median(t):.2f} | {speed} "
+                         f"| {median([r['peak_rss_mib'] for r in runs]):.0f} | {gpu} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", help="an MMSeg export (default: generate random 224 px images)")
+    parser.add_argument("--cases", default="all",
+                        help="comma-separated config names of the cases (smoke, cpu, bcss-wsss) or all")
+    parser.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16 (default both)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating fp32/bf16 rounds (medians over them)")
     parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if any(p not in ("fp32", "bf16") for p in precisions):
+        parser.error("--precision takes fp32 and/or bf16")
     if args.case:
-        print("RESULT " + json.dumps(run_case(args.case, args.data_root)))
+        print("RESULT " + json.dumps(run_case(args.case, args.data_root, precisions[0])))
         return
 
     import torch
 
-    cases = [n for n, c in CASES.items() if c[1] == "cpu" or torch.cuda.is_available()]
+    wanted = None if args.cases == "all" else {c.strip() for c in args.cases.split(",")}
+    cases = [n for n, c in CASES.items() if (c[1] == "cpu" or torch.cuda.is_available())
+             and (wanted is None or c[0] in wanted)]
+    if not cases:
+        parser.error(f"no case matches --cases {args.cases}")
     with tempfile.TemporaryDirectory() as tmp:
         data_root = args.data_root or str(write_random_export(Path(tmp) / "export"))
         rows = []
         for name in cases:
             env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore") if CASES[name][1] == "cpu" \
                 else dict(os.environ, PYTHONWARNINGS="ignore")
-            proc = subprocess.run([sys.executable, __file__, "--case", name, "--data-root", data_root],
-                                  env=env, capture_output=True, text=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if proc.returncode or line is None:
-                sys.exit(f"{name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-            rows.append(json.loads(line[len("RESULT "):]))
-            print(f"done: {name}", file=sys.stderr)
+            for round_ in range(args.rounds):
+                # alternate the order too, so neither precision always runs first in a round
+                for precision in (precisions if round_ % 2 == 0 else precisions[::-1]):
+                    proc = subprocess.run([sys.executable, __file__, "--case", name, "--data-root", data_root,
+                                           "--precision", precision], env=env, capture_output=True, text=True)
+                    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+                    if proc.returncode or line is None:
+                        sys.exit(f"{name} ({precision}) failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+                    rows.append(json.loads(line[len("RESULT "):]))
+                    print(f"done: {name}, {precision}, round {round_ + 1}: {rows[-1]['s_per_iter']:.3f} s/iter",
+                          file=sys.stderr)
+
+    from hisyngen.precision import cpu_bf16_flags
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    print(f"torch {torch.__version__}, CPU threads 1 (OMP_NUM_THREADS=1) for CPU cases, GPU: {device}\n")
-    print("| case | images/step (syn+real) | s/iter | images/s | peak RSS (MiB) | peak GPU mem (MiB) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        gpu = f"{r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else "-"
-        print(f"| {r['case']} | {r['images']} | {r['s_per_iter']:.3f} | {r['images_per_s']:.2f} "
-              f"| {r['peak_rss_mib']:.0f} | {gpu} |")
+    flags = ", ".join(cpu_bf16_flags()) or "none"
+    print(f"torch {torch.__version__}, CPU threads 1 (OMP_NUM_THREADS=1) for CPU cases, CPU bf16 flags: {flags}, "
+          f"GPU: {device}; {args.rounds} rounds\n")
+    print("\n".join(render(rows, precisions)))
 
 
 if __name__ == "__main__":

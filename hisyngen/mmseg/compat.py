@@ -10,19 +10,40 @@ anything imports ``mmseg.models``), and only changes behaviour in the situation 
    garbage. Registered only when ``mmcv._ext`` cannot be found, so a full mmcv install is untouched.
    Delete when mmseg stops importing ``mmcv.ops`` eagerly or mmcv publishes wheels for current torch.
 
-2. Local checkpoint loader with ``weights_only=False``. torch >= 2.6 defaults
-   ``torch.load(weights_only=True)``, which refuses mmengine's own checkpoints (they pickle the
-   message hub, numpy scalars, config objects), so ``--resume``, ``load_from`` and
-   ``tools/test.py CONFIG CKPT`` fail. mmengine's loader registry lets us replace the local-file
-   scheme; the replacement passes ``weights_only=False``, i.e. it trusts the file like torch < 2.6
-   did. Only load checkpoints you produced or trust. Delete when mmengine passes ``weights_only``
-   itself (mmengine > 0.10.7).
+2. Local checkpoint loader: ``weights_only=True`` with mmengine's own types allow-listed.
+   mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; torch >= 2.6 then loads with
+   ``weights_only=True``, which refuses mmengine's own checkpoints (the message hub pickles
+   ``HistoryBuffer`` objects holding numpy arrays/scalars/dtypes and, via ``getattr``, their
+   statistics methods), so ``--resume``, ``load_from`` and ``tools/test.py CONFIG CKPT`` fail.
+   Unpickling with ``weights_only=False`` would run any code a downloaded ``.pth`` carries, so the
+   replacement loader keeps ``weights_only=True`` and allow-lists exactly what a hisyngen/mmengine
+   run saves (:func:`checkpoint_safe_globals`; ``getattr`` only as ``getattr(HistoryBuffer, name)``
+   of a registered statistic). Anything else is refused with one line naming the opt-in:
+   ``HISYNGEN_TRUST_CHECKPOINTS=1`` (``--trust-checkpoint`` on ``hisyngen train/test/
+   pseudo-label``) loads with ``weights_only=False``, for files you trust. Delete when mmengine
+   allow-lists its own types itself (mmengine > 0.10.7).
 
 3. CPU distributed launch. mmengine's PyTorch launcher calls ``torch.cuda.set_device`` before
    ``init_process_group``, which raises on a CPU-only torch build, so ``--launcher pytorch`` with
    the gloo backend cannot start on a machine without CUDA (our 2-process CPU test, CPU CI). When
    CUDA is unavailable we initialise the process group without selecting a device. Delete when
    mmengine skips ``set_device`` without CUDA.
+
+4. bf16 autocast training on CPU. mmengine 0.10.7's ``AmpOptimWrapper`` asserts CUDA (or NPU,
+   MLU, MUSA) in its constructor, so ``optim_wrapper=dict(type='AmpOptimWrapper',
+   dtype='bfloat16')`` cannot be built on a CPU, although mmengine's own ``autocast`` supports CPU
+   bf16. :class:`BF16OptimWrapper` (registered as ``BF16OptimWrapper``, built by
+   :func:`install_bf16_optim_wrapper`) is the plain ``OptimWrapper`` whose forward runs under
+   ``autocast(dtype=bfloat16)`` on the model's device; bf16 has float32's exponent range, so no
+   loss scaling. Works on CPU and CUDA; ``hisyngen train --precision bf16`` selects it, and with the
+   stock script ``--cfg-options optim_wrapper.type=BF16OptimWrapper``. Validation and test stay
+   float32. Delete when mmengine's ``AmpOptimWrapper`` accepts a CPU.
+
+Not workarounds, but process-wide too: :func:`install_fetch_errors` turns a failed download of
+pretrained weights (offline machine) into one line naming the URL, ``--no-pretrained`` and
+``--pretrained FILE``; and :func:`install_one_line_errors` makes mmseg's stock
+scripts (which import this plugin through ``custom_imports``) print a hisyngen error, such as a
+refused checkpoint, as the one line ``error: MESSAGE`` the hisyngen CLI prints, not a traceback.
 """
 
 from __future__ import annotations
@@ -33,6 +54,9 @@ import os
 import sys
 import types
 from typing import Any, Callable
+
+from hisyngen.configs import BF16_OPTIM_WRAPPER, TRUST_CHECKPOINTS_ENV as TRUST_ENV
+from hisyngen.errors import HisynError
 
 _applied = False
 
@@ -68,21 +92,160 @@ def install_mmcv_ext_stub() -> bool:
     return True
 
 
-def load_from_local_trusted(filename: str, map_location: Any = None) -> Any:
-    """mmengine's local-file checkpoint loader, with ``weights_only=False`` (trusted files only)."""
+
+
+class UntrustedCheckpointError(HisynError):
+    """A checkpoint holding objects a hisyngen/mmengine run does not save (refused unless trusted)."""
+
+
+def trust_checkpoints() -> bool:
+    """True when the user opted in to unpickling arbitrary objects from local checkpoints."""
+    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _history_buffer_getattr(owner: Any, name: str) -> Any:
+    """Stands in for ``builtins.getattr`` while unpickling: the message hub pickles each
+    ``HistoryBuffer``'s statistics methods as ``getattr(HistoryBuffer, 'mean')``; any other use of
+    ``getattr`` (a way to reach arbitrary attributes) is refused."""
+    import pickle
+
+    from mmengine.logging import HistoryBuffer
+
+    # The defaults are registered on the class only when a first buffer is made, so name them here.
+    allowed = {"min", "max", "current", "mean", *HistoryBuffer._statistics_methods}
+    if owner is HistoryBuffer and isinstance(name, str) and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f"GLOBAL builtins.getattr({getattr(owner, '__name__', type(owner).__name__)}, {name!r})")
+
+
+def checkpoint_safe_globals() -> list[Any]:
+    """What checkpoints saved by mmengine's Runner hold besides tensors and builtin containers
+    (checked on the checkpoints of a hisyngen run: ``meta`` is plain data, ``message_hub`` holds
+    ``HistoryBuffer`` objects with numpy arrays, scalars and dtypes), for ``add_safe_globals``."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    safe: list[Any] = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_getattr, "builtins.getattr")]
+    # numpy 2 pickles under numpy._core, numpy 1 under numpy.core: accept files from either.
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        safe += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles some dtypes by their class
+    if dtypes is not None:
+        safe += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and isinstance(getattr(dtypes, n), type)]
+    return safe
+
+
+def _refusal(filename: str, exc: Exception) -> UntrustedCheckpointError:
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+(?:\([^)]*\))?)", str(exc))
+    what = found.group(1) if found else " ".join(str(exc).split())[:120]
+    return UntrustedCheckpointError(
+        f"{filename}: refused to load: it holds {what}, which checkpoints of hisyngen runs do not "
+        f"(unpickling it could run code); if you trust the file, pass --trust-checkpoint or set {TRUST_ENV}=1")
+
+
+def load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's local-file checkpoint loader with ``weights_only=True`` and mmengine's own types
+    allow-listed; ``weights_only=False`` only when :func:`trust_checkpoints`."""
+    import pickle
+
     import torch
 
     filename = os.path.expanduser(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f"{filename} can not be found.")
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    if trust_checkpoints():
+        return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(filename, exc) from None
 
 
 def install_checkpoint_loader() -> None:
-    """Replace mmengine's local-file scheme ('' prefix) by :func:`load_from_local_trusted`."""
+    """Allow-list mmengine's checkpoint types and replace mmengine's local-file scheme ('' prefix)
+    by :func:`load_from_local`."""
+    import torch
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_trusted, force=True)
+    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
+
+
+class PretrainedFetchError(HisynError):
+    """Pretrained weights (an ImageNet backbone) that cannot be downloaded: offline, or no route."""
+
+
+def _weights_url(filename: str) -> str:
+    """The URL an ``open-mmlab://NAME`` alias downloads (the name itself when it does not resolve)."""
+    for prefix in ("open-mmlab://", "openmmlab://"):
+        if filename.startswith(prefix):
+            try:
+                from mmengine.runner.checkpoint import get_external_models
+
+                return get_external_models().get(filename[len(prefix):], filename)
+            except Exception:  # a broken mmengine model list: the alias still says what was wanted
+                return filename
+    return filename
+
+
+def _fetch_errors_in_one_line(loader: Callable[..., Any]) -> Callable[..., Any]:
+    """A remote-scheme loader whose network failures (``URLError``, DNS, refused connections,
+    timeouts: all ``OSError``) become one line naming the URL and the two ways out."""
+
+    def load(filename: str, map_location: Any = None) -> Any:
+        try:
+            return loader(filename, map_location)
+        except OSError as exc:
+            reason = " ".join(str(getattr(exc, "reason", None) or exc).split())
+            raise PretrainedFetchError(
+                f"cannot download pretrained weights {_weights_url(filename)} ({reason}); start from random "
+                "weights with --no-pretrained, or pass --pretrained FILE with a local copy of these weights") from None
+
+    load.__name__ = loader.__name__  # mmengine logs the backend from the name ("load_from_http")
+    load.hisyngen = True  # type: ignore[attr-defined]
+    return load
+
+
+def install_fetch_errors() -> None:
+    """Wrap every registered remote checkpoint scheme with :func:`_fetch_errors_in_one_line`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    for prefix, loader in list(CheckpointLoader._schemes.items()):
+        if prefix and not getattr(loader, "hisyngen", False):
+            CheckpointLoader._schemes[prefix] = _fetch_errors_in_one_line(loader)
+
+
+BF16OptimWrapper: Any = None  # the class, once install_bf16_optim_wrapper has run
+
+
+def install_bf16_optim_wrapper() -> Any:
+    """Define and register ``BF16OptimWrapper`` in mmengine's root registry (found from mmseg's)."""
+    global BF16OptimWrapper
+    if BF16OptimWrapper is not None:
+        return BF16OptimWrapper
+    from contextlib import contextmanager
+
+    import torch
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import OPTIM_WRAPPERS
+    from mmengine.runner.amp import autocast
+
+    class _BF16OptimWrapper(OptimWrapper):
+        """``OptimWrapper`` running the forward pass (and loss) under bf16 autocast."""
+
+        @contextmanager
+        def optim_context(self, model: torch.nn.Module):  # noqa: ANN202
+            device = next(model.parameters()).device.type
+            with super().optim_context(model), autocast(device_type=device, dtype=torch.bfloat16):
+                yield
+
+    _BF16OptimWrapper.__name__ = _BF16OptimWrapper.__qualname__ = BF16_OPTIM_WRAPPER
+    OPTIM_WRAPPERS.register_module(name=BF16_OPTIM_WRAPPER, module=_BF16OptimWrapper, force=True)
+    BF16OptimWrapper = _BF16OptimWrapper
+    return BF16OptimWrapper
 
 
 def _init_dist_pytorch_cpu(backend: str, init_backend: str = "torch", **kwargs: Any) -> None:
@@ -107,6 +270,23 @@ def install_cpu_dist_launcher() -> bool:
     return True
 
 
+def install_one_line_errors() -> None:
+    """``sys.excepthook`` printing an uncaught :class:`HisynError` as ``error: MESSAGE`` (exit
+    status stays 1); other exceptions go to the previous hook, with their traceback."""
+    previous = sys.excepthook
+    if getattr(previous, "hisyngen", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, HisynError):
+            sys.stderr.write(f"error: {value}\n")
+        else:
+            previous(kind, value, tb)
+
+    hook.hisyngen = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 def apply() -> None:
     """Apply every workaround once (idempotent). Must run before ``mmseg.models`` is imported."""
     global _applied
@@ -114,5 +294,8 @@ def apply() -> None:
         return
     install_mmcv_ext_stub()
     install_checkpoint_loader()
+    install_fetch_errors()
+    install_bf16_optim_wrapper()
     install_cpu_dist_launcher()
+    install_one_line_errors()
     _applied = True

@@ -15,6 +15,7 @@ them to the decode head.
 from __future__ import annotations
 
 import json
+import logging
 import os.path as osp
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,49 @@ def read_labels_jsonl(path: Path, num_classes: int) -> dict[str, np.ndarray]:
     return out
 
 
+HOLDOUT_EVERY = 20
+"""Without real val masks, every 20th synthetic image (5%, at least one) is held out to validate on."""
+
+
+def split_has_images(data_root: str | Path, split: str) -> bool:
+    """Whether the export's ``splits/<split>.txt`` lists any image (val/test images come with masks)."""
+    path = Path(data_root) / "splits" / f"{split}.txt"
+    return path.is_file() and bool(read_ids(path))
+
+
+def no_masks_error(data_root: str | Path, split: str) -> HisynError:
+    """The one-line refusal to evaluate on a split without images (test: nothing to stand in)."""
+    return HisynError(f"{data_root}: the export has no {split} images with masks (splits/{split}.txt is empty), so "
+                      f"there is nothing to evaluate on; export a source with pixel masks for its {split} images")
+
+
+def synthetic_holdout(data_root: str | Path) -> list[str]:
+    """Synthetic ids validated on instead of trained on, when the export has no real val masks
+    (weak patches without held-out images, a source with no val folder): ``[]`` when it has them.
+
+    Both datasets call this (one home), so the held-out images are exactly the ones training skips.
+    """
+    root = Path(data_root)
+    if split_has_images(root, "val"):
+        return []
+    path = root / "splits" / "train.txt"
+    ids = read_ids(path) if path.is_file() else []
+    if len(ids) < 2:
+        raise HisynError(f"{root}: the export has no real val masks and too few synthetic images ({len(ids)}) to "
+                         "hold some out for validation; train without validation: --cfg-options val_cfg=None "
+                         "val_dataloader=None val_evaluator=None default_hooks.checkpoint.save_best=None")
+    return ids[::HOLDOUT_EVERY]
+
+
+def holdout_note(data_root: str | Path) -> str | None:
+    """One line saying the run validates on held-out synthetic images (None with real val masks)."""
+    held = synthetic_holdout(data_root)
+    if not held:
+        return None
+    return (f"no real val masks in {data_root}: validating on {len(held)} held-out synthetic images (every "
+            f"{HOLDOUT_EVERY}th, exact masks; left out of training), so val mIoU measures synthetic data, not real tissue")
+
+
 class _ExportMixin:
     """Shared by both datasets: classes/palette from ``metainfo.json``."""
 
@@ -135,7 +179,10 @@ class HisynMixedDataset(_ExportMixin, BaseSegDataset):
         data_list: list[dict] = []
         if self.use_synthetic:
             labels = read_labels_jsonl(root / "synthetic.jsonl", num_classes)
+            held = set(synthetic_holdout(root))  # validated on instead (exports without val masks)
             for sample_id in read_ids(root / "splits" / "train.txt"):
+                if sample_id in held:
+                    continue
                 if sample_id not in labels:
                     raise HisynError(f"{root}: synthetic id {sample_id!r} of splits/train.txt has no row in synthetic.jsonl")
                 data_list.append(self._info(root / "img_dir" / "train" / (sample_id + self.img_suffix),
@@ -180,6 +227,14 @@ class HisynEvalDataset(_ExportMixin, BaseSegDataset):
         ids = Path(data_root) / "splits" / f"{split}.txt"
         if not ids.is_file():
             raise HisynError(f"{ids} is missing: the export has no {split} split")
+        self.holdout: list[str] = []
+        if not split_has_images(data_root, split):
+            if split == "test":
+                raise no_masks_error(data_root, split)
+            self.holdout = synthetic_holdout(data_root)
+            from mmengine.logging import print_log
+
+            print_log(holdout_note(data_root), logger="current", level=logging.WARNING)
         kwargs.pop("metainfo", None)
         kwargs.setdefault("img_suffix", SUFFIX)
         kwargs.setdefault("seg_map_suffix", SUFFIX)
@@ -187,3 +242,11 @@ class HisynEvalDataset(_ExportMixin, BaseSegDataset):
                          data_prefix=dict(img_path=f"img_dir/{split}", seg_map_path=f"ann_dir/{split}"),
                          **kwargs)
 
+    def load_data_list(self) -> list[dict]:
+        if not self.holdout:
+            return super().load_data_list()
+        root = Path(self.data_root)
+        return [dict(img_path=str(root / "img_dir" / "train" / (i + self.img_suffix)),
+                     seg_map_path=str(root / "ann_dir" / "train" / (i + self.seg_map_suffix)),
+                     label_map=self.label_map, reduce_zero_label=self.reduce_zero_label, seg_fields=[])
+                for i in self.holdout]

@@ -34,3 +34,24 @@ class EvalStrideHook(Hook):
 
     def before_test(self, runner) -> None:
         self._set(runner, self.test_stride)
+
+
+@HOOKS.register_module()
+class DistTeardownHook(Hook):
+    """Destroy the process group at the end of a distributed run, after a barrier.
+
+    Without it a gloo run leaves the process group to interpreter shutdown: one rank exits while
+    the other still holds their TCP pairs and gloo's worker threads are still alive when the C++
+    runtime tears down, which aborts that rank now and then (``terminate called without an active
+    exception``, exit -6, after the last checkpoint). The barrier lets every rank finish its last
+    collective first; ``destroy_process_group`` then joins gloo's threads in order.
+    """
+
+    priority = "LOWEST"  # after every other hook's after_run (loggers, checkpoints)
+
+    def after_run(self, runner) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()

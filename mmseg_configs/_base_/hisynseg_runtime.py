@@ -7,3 +7,5 @@ custom_imports = dict(imports=['hisyngen.mmseg'], allow_failed_imports=False)
 
 randomness = dict(seed=0)
 log_processor = dict(by_epoch=False)
+# Tear the process group down after a distributed run (gloo on CPU aborted at exit without it).
+custom_hooks = [dict(type='DistTeardownHook')]
