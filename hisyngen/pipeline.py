@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "filter": True,
     "workers": None,
     "device": "auto",
+    "precision": "auto",
     "cache_dir": None,
     "synthesis": {
         "size": 224,
@@ -85,6 +86,7 @@ NOTES: dict[str, str] = {
     "filter": "train a discriminator per strategy and keep only samples it scores as real",
     "workers": "synthesis processes; null: all CPUs",
     "device": "discriminator device: auto (CUDA when available), cpu, cuda, cuda:1",
+    "precision": "discriminator arithmetic: auto (bf16 where native: AMX/AVX-512-BF16 CPU, Ampere+ GPU), fp32, bf16, fp16",
     "cache_dir": "decoded single-tissue pool; null: OUT/cache",
     "synthesis.background_policy": "ignore (white background -> 255) or tissue",
     "synthesis.max_background": "redraw a tile or source with more white background than this",
@@ -425,15 +427,23 @@ class Build:
         epochs = paper_epochs(self.dataset, name) if d["epochs"] is None else int(d["epochs"])
         return TrainConfig(epochs=epochs, batch_size=d["batch_size"], lr=d["lr"], val_fraction=d["val_fraction"],
                            image_size=d["image_size"], seed=self.config["seed"], num_workers=d["num_workers"],
-                           device=self.config["device"], min_steps_per_epoch=d["min_steps_per_epoch"],
+                           device=self.config["device"], precision=self.config["precision"],
+                           min_steps_per_epoch=d["min_steps_per_epoch"],
                            match_classes=d["match_classes"])
+
+    def precision(self) -> str:
+        """The discriminators' precision ``precision: auto`` resolves to on this machine."""
+        from hisyngen.filtering.train import resolve_device
+        from hisyngen.precision import resolve_precision
+
+        return resolve_precision(self.config["precision"], resolve_device(self.config["device"]))
 
     def _realism_config(self) -> Any:
         from hisyngen.filtering.train import TrainConfig
 
         r = self.config["realism"]
         return TrainConfig(epochs=r["epochs"], image_size=r["image_size"], seed=self.config["seed"],
-                           device=self.config["device"], val_fraction=0.5,
+                           device=self.config["device"], precision=self.config["precision"], val_fraction=0.5,
                            batch_size=self.config["discriminator"]["batch_size"])
 
     def stage_discriminator(self, name: str) -> dict[str, Any]:
@@ -445,7 +455,8 @@ class Build:
                               negatives=d["negatives"], real_from=d["real_from"], cache_dir=self.cache_dir,
                               progress=self.progress)
         return {"model": report["model"], "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
-                "split": report["split"], "best_epoch": report["best_epoch"], "device": report["device"]}
+                "split": report["split"], "best_epoch": report["best_epoch"], "device": report["device"],
+                "precision": report["precision"]}
 
     def selection(self) -> Selection:
         c = self.config
@@ -461,8 +472,8 @@ class Build:
                                     seed=self.config["seed"], selection=self.selection(),
                                     max_attempts=self.config["max_attempts"], batch_size=self.config["filter_batch_size"],
                                     workers=self.config["filter_workers"], device=self.config["device"],
-                                    cache_dir=self.cache_dir, progress=self.progress)
-            return {"corpus": str(out), "kept": summary.kept, "attempted": summary.attempted,
+                                    precision=self.config["precision"], cache_dir=self.cache_dir, progress=self.progress)
+            return {"corpus": str(out), "kept": summary.kept, "attempted": summary.attempted, "precision": summary.precision,
                     "acceptance_rate": round(summary.acceptance_rate, 6), "selection": summary.selection,
                     "strata": summary.strata, "class_mix": summary.class_mix}
         from hisyngen.cli.synth import default_workers
@@ -569,7 +580,7 @@ class Build:
         summary = {"source": str(self.source.root), "dataset": self.dataset, "out": str(self.out),
                    "filtered": bool(self.config["filter"]), "count_per_strategy": self.count,
                    "strategies": strategies, "exports": exports, "push": results.get("push"),
-                   "seconds_this_run": round(seconds, 2)}
+                   "seconds_this_run": round(seconds, 2), "precision": self.precision()}
         if "mmseg" in exports:
             summary["train_command"], summary["stock_train_command"] = train_commands(
                 self.dataset, Path(exports["mmseg"]["path"]))

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hisyngen.cli.common import ALLOW_OUTSIDE_ROOT_HELP, print_json
+from hisyngen.precision import PRECISIONS
 from hisyngen.safety import recorded_command, redact
 
 DEMO_SETTINGS = {
@@ -62,6 +63,8 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
                    "floor]; a rerun may raise it.")
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None, help="Discriminator device: auto, cpu, cuda, cuda:1 [default: auto].")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Discriminator arithmetic [default: auto = bf16 where the CPU/GPU has native bf16, else fp32].")
 @click.option("--push-to-hub", "push_to_hub", default=None, metavar="USER/NAME", help="Push the HF export to this dataset repo.")
 @click.option("--private", is_flag=True, default=None, help="Make the pushed dataset private.")
 @click.option("--allow-outside-root", "allow_outside_root", is_flag=True, help=ALLOW_OUTSIDE_ROOT_HELP)
@@ -71,7 +74,7 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; print only the summary.")
 def build(source, out, config_file, dataset, spec_file, strategies, count, seed, no_filter, selection, oversample,
-          paper, max_attempts, workers, device, push_to_hub, private, token, allow_outside_root, print_config, as_json, quiet) -> None:
+          paper, max_attempts, workers, device, precision, push_to_hub, private, token, allow_outside_root, print_config, as_json, quiet) -> None:
     """Turn the weakly-labelled dataset SOURCE into ready-to-train datasets.
 
     inspect -> single-tissue pools -> per strategy: train its discriminator, keep the COUNT most
@@ -90,7 +93,7 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
     overrides: dict = {}
     for key, value in (("dataset", dataset), ("spec", spec_file), ("count", count), ("seed", seed),
                        ("selection", selection), ("oversample", oversample),
-                       ("max_attempts", max_attempts), ("workers", workers), ("device", device),
+                       ("max_attempts", max_attempts), ("workers", workers), ("device", device), ("precision", precision),
                        ("push_to_hub", push_to_hub), ("private", private)):
         if value is not None:
             overrides[key] = value

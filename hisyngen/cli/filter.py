@@ -6,7 +6,14 @@ import click
 
 from hisyngen.cli.common import open_source_from_options, print_json, source_options
 from hisyngen.cli.synth import STRATEGY_NAMES, build_strategy, strategy_options
+from hisyngen.precision import PRECISIONS
 from hisyngen.filtering.select import MODES, Selection
+
+
+PRECISION_OPTION = click.option(
+    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+    help="Discriminator arithmetic: auto = bf16 on a CPU with AMX/AVX-512-BF16 or a GPU with native bf16, "
+         "else fp32 (fp16 on older GPUs); recorded in the report.")
 
 
 def _percent(value: float | None) -> str:
@@ -34,6 +41,7 @@ def _percent(value: float | None) -> str:
 @click.option("--image-size", default=224, show_default=True, type=int, help="Images are resized to this.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+@PRECISION_OPTION
 @click.option("--num-workers", default=0, show_default=True, type=int, help="Data-loading worker processes.")
 @click.option("--match-classes/--no-match-classes", default=True, show_default=True,
               help="Weight the synthetic images so each class is present as often as in the real ones (the "
@@ -42,7 +50,7 @@ def _percent(value: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives_from, real_from, epochs, batch_size, lr,
-                 val_fraction, image_size, seed, device, num_workers, match_classes, size, background_policy, max_background, params,
+                 val_fraction, image_size, seed, device, precision, num_workers, match_classes, size, background_policy, max_background, params,
                  allow_missing_classes, cache_dir, as_json, quiet) -> None:
     """Train the real-vs-synthetic discriminator of one strategy (ResNet-18 from scratch).
 
@@ -60,7 +68,8 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
     src = open_source_from_options(source, dataset, spec_file)
     strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, image_size=image_size,
-                         seed=seed, device=device, num_workers=num_workers, match_classes=match_classes)
+                         seed=seed, device=device, precision=precision, num_workers=num_workers,
+                         match_classes=match_classes)
     report = train_filter(src, strat, out, config, negatives=negatives, negatives_from=negatives_from,
                           real_from=real_from, cache_dir=cache_dir, progress=not quiet and not as_json)
     if as_json:
@@ -69,7 +78,7 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
     h = report["heldout"]
     split = report["split"]
     click.echo(f"{out}/model.pt: {strategy} discriminator, best epoch {report['best_epoch']}/{epochs} "
-               f"in {report['seconds']:.0f}s on {report['device']}")
+               f"in {report['seconds']:.0f}s on {report['device']} ({report['precision']})")
     click.echo(f"  train {split['train']['real']} real + {split['train']['synthetic']} synthetic, "
                f"held out {split['val']['real']} + {split['val']['synthetic']}")
     click.echo(f"  held-out accuracy {_percent(h['accuracy'])}  precision {_percent(h['precision'])}  "
@@ -112,11 +121,12 @@ def _score(value: float | None) -> str:
 @click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=0),
               help="Generation processes running ahead of the scorer (0 = generate in the main process).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda ...")
+@PRECISION_OPTION
 @strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def filter_command(source, dataset, spec_file, strategy, model, count, out, seed, selection, oversample, threshold,
-                   stratify, paper, max_attempts, batch_size, workers, device, size, background_policy, max_background,
+                   stratify, paper, max_attempts, batch_size, workers, device, precision, size, background_policy, max_background,
                    params, allow_missing_classes, cache_dir, as_json, quiet) -> None:
     """Generate fresh samples and keep the COUNT the discriminator finds most realistic.
 
@@ -142,7 +152,7 @@ def filter_command(source, dataset, spec_file, strategy, model, count, out, seed
     src = open_source_from_options(source, dataset, spec_file)
     strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
     summary = filter_corpus(src, strat, model, out, count, seed=seed, selection=choice, max_attempts=max_attempts,
-                            batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
+                            batch_size=batch_size, workers=workers, device=device, precision=precision, cache_dir=cache_dir,
                             progress=not quiet and not as_json)
     if as_json:
         print_json(summary.to_dict())
@@ -184,10 +194,11 @@ def render_filter_report(summary: dict) -> str:
 @click.option("--image-size", default=224, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True)
+@PRECISION_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def realism(corpora, real_source, dataset, spec_file, real_from, max_images, epochs, batch_size, image_size, seed,
-            device, as_json, quiet) -> None:
+            device, precision, as_json, quiet) -> None:
     """How real do CORPORA look? Two-sample accuracy, Frechet distance, KID and colour statistics.
 
     A fresh judge discriminator is trained on half of the real images against half of all given
@@ -203,7 +214,7 @@ def realism(corpora, real_source, dataset, spec_file, real_from, max_images, epo
 
     src = open_source_from_options(real_source, dataset, spec_file)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed, device=device,
-                         val_fraction=0.5)
+                         precision=precision, val_fraction=0.5)
     report = realism_report(list(corpora), src, real_from=real_from, max_images=max_images, config=config,
                             progress=not quiet and not as_json)
     if as_json:

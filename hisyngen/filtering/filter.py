@@ -63,6 +63,7 @@ class FilterSummary:
     strata: list[dict[str, Any]] = field(default_factory=list)
     class_mix: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    precision: str = "fp32"
 
     @property
     def acceptance_rate(self) -> float:
@@ -74,7 +75,7 @@ class FilterSummary:
                 "attempted": self.attempted, "acceptance_rate": round(self.acceptance_rate, 6),
                 "selection": self.selection, "seconds": round(self.seconds, 2),
                 "scoring_rate": round(scored / self.scoring_seconds, 2) if self.scoring_seconds else None,
-                "generation_wait_seconds": round(self.generation_wait_seconds, 2),
+                "generation_wait_seconds": round(self.generation_wait_seconds, 2), "precision": self.precision,
                 "strata": self.strata, "class_mix": self.class_mix, "problems": self.problems}
 
 
@@ -131,6 +132,7 @@ def filter_corpus(
     device: str = "auto",
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> FilterSummary:
     """Keep ``count`` fresh ``strategy`` samples chosen by the discriminator at ``model_path``.
 
@@ -145,6 +147,7 @@ def filter_corpus(
     from hisyngen.filtering.data import fit_size
     from hisyngen.filtering.model import REAL, fold_batchnorm
     from hisyngen.filtering.train import file_sha256, load_discriminator, resolve_device
+    from hisyngen.precision import autocast, resolve_precision
     from hisyngen.sources.pools import build_pool_pack
 
     if seed < 0:
@@ -168,14 +171,15 @@ def filter_corpus(
     pack, problems = build_pool_pack(source, cache_dir=cache_dir, progress=progress)
     strategy.check_pool(pack, source.spec.classes)
     torch_device = resolve_device(device)
-    # Scores on CUDA (fp16) and CPU (fp32) can differ at the threshold: the device type is part of
-    # what defines the kept set, so a resume on another kind of device is refused.
+    precision = resolve_precision(precision, torch_device)
+    # Scores on CUDA and CPU, or in bf16 and fp32, can differ at the threshold: the device type and
+    # the precision are part of what defines the kept set, so a resume with others is refused.
     config = CorpusConfig.for_run(source, strategy, seed, count,
                                   filter={"model_sha256": file_sha256(model_file), "selection": selection.to_dict(),
                                           "batch_size": batch_size, "image_size": meta["image_size"],
-                                          "device_type": torch_device.type})
+                                          "device_type": torch_device.type, "precision": precision})
     out = Path(out)
-    summary = FilterSummary(out=str(out), strategy=strategy.name, count=count, kept=0, attempted=0,
+    summary = FilterSummary(out=str(out), strategy=strategy.name, count=count, kept=0, attempted=0, precision=precision,
                             selection=selection.to_dict(), seconds=0.0,
                             problems=[w for w in [skipped_warning([*source.problems, *problems], source.root)] if w])
     if prepare_output(out, config):
@@ -215,7 +219,7 @@ def filter_corpus(
                 summary.generation_wait_seconds += time.perf_counter() - wait
                 score_start = time.perf_counter()
                 images = torch.from_numpy(np.stack([fit_size(image, size) for image, _ in batch]))
-                with torch.inference_mode(), torch.autocast(torch_device.type, enabled=torch_device.type == "cuda"):
+                with torch.inference_mode(), autocast(precision, torch_device):
                     logits = model(images.to(torch_device))
                 p_real = torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy()
                 summary.scoring_seconds += time.perf_counter() - score_start

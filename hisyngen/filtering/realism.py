@@ -62,15 +62,19 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, s
 
 
 @torch.inference_mode()
-def _features_and_probs(model, images: LabelledImages, batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _features_and_probs(model, images: LabelledImages, batch_size: int, device: torch.device,
+                        precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     from hisyngen.filtering.train import _loader
+    from hisyngen.precision import autocast
 
     model.eval().to(device)
     features, probs = [], []
     for batch, _ in _loader(images, list(range(len(images))), batch_size, 0):
-        f = model.features(batch.to(device))
+        with autocast(precision, device):
+            f = model.features(batch.to(device))
+            logits = model.head(f)
         features.append(f.float().cpu().numpy())
-        probs.append(torch.softmax(model.head(f).float(), dim=1)[:, REAL].cpu().numpy())
+        probs.append(torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy())
     return np.concatenate(features), np.concatenate(probs)
 
 
@@ -129,12 +133,13 @@ def realism_report(
     judge, judge_report = fit(ImageSet(REAL, config.image_size, real_train), ImageSet(1 - REAL, config.image_size, pooled),
                               judge_config, progress=progress)
     device = resolve_device(config.device)
+    precision = judge_report["precision"]  # the judge is measured in the precision it was trained in
     real_val = LabelledImages(sets, [(s, i) for s, i in val_items if s == 0])
-    real_features, real_probs = _features_and_probs(judge, real_val, config.batch_size, device)
+    real_features, real_probs = _features_and_probs(judge, real_val, config.batch_size, device, precision)
     rows_out = []
     for k, info in enumerate(described, start=1):
         held_out = LabelledImages(sets, [(s, i) for s, i in val_items if s == k])
-        features, probs = _features_and_probs(judge, held_out, config.batch_size, device)
+        features, probs = _features_and_probs(judge, held_out, config.batch_size, device, precision)
         balanced_accuracy = 0.5 * (np.mean(real_probs > 0.5) + np.mean(probs <= 0.5))
         kid, kid_std = kernel_inception_distance(real_features, features, seed=config.seed)
         rows_out.append({**info, "images": len(sets[k]), "held_out": len(held_out),
@@ -147,7 +152,8 @@ def realism_report(
                  "held_out": len(real_val), "colour": _colour_stats(LabelledImages(sets, [(0, i) for i in range(len(sets[0]))]))},
         "corpora": rows_out,
         "judge": {"split": judge_report["split"], "best_epoch": judge_report["best_epoch"],
-                  "heldout": judge_report["heldout"], "seconds": judge_report["seconds"], "config": judge_report["config"]},
+                  "heldout": judge_report["heldout"], "seconds": judge_report["seconds"], "config": judge_report["config"],
+                  "precision": precision},
     }
 
 
@@ -166,7 +172,8 @@ def render_realism(report: dict[str, Any]) -> str:
                      f"| {row['frechet_distance']:.2f} | {1e3 * row['kid']:.2f} ± {1e3 * row['kid_std']:.2f} "
                      f"| {row['colour']['mean']} | {row['colour']['std']} |")
     judge = report["judge"]
-    lines += ["", f"judge: ResNet-18 trained {judge['config']['epochs']} epochs on {judge['split']['train']}, "
+    lines += ["", f"judge: ResNet-18 trained {judge['config']['epochs']} epochs on {judge['split']['train']} "
+                  f"({judge.get('precision', 'fp32')}), "
                   f"held-out accuracy {judge['heldout']['accuracy']:.1%}; two-sample accuracy 50% = indistinguishable"]
     if min([real["held_out"]] + [r["held_out"] for r in report["corpora"]]) < 512:
         lines.append("note: fewer than 512 held-out images per set: Frechet distance and KID are biased upwards; "

@@ -17,6 +17,7 @@ from torch import nn
 from hisyngen.errors import HisynError, ImageReadError
 from hisyngen.filtering.data import ImageSet, LabelledImages, split_items
 from hisyngen.filtering.model import REAL, Discriminator
+from hisyngen.precision import autocast, resolve_precision
 
 MODEL_FORMAT = "hisyngen-discriminator"
 MODEL_VERSION = 1
@@ -41,6 +42,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
+    precision: str = "auto"
+    """auto, fp32, bf16 or fp16 (:mod:`hisyngen.precision`); the resolved one goes into the report."""
     min_steps_per_epoch: int = 8
     """On a small training set the batch is capped so an epoch still has this many optimiser steps
     (batch 256 over a few hundred images would train for a handful of steps and learn nothing)."""
@@ -63,7 +66,8 @@ class TrainConfig:
             problems.append(f"seed must be >= 0, got {self.seed}")
         if problems:
             raise HisynError("; ".join(problems))
-        resolve_device(self.device)  # a bad --device fails now, not after the data is gathered
+        # A bad --device or --precision fails now, not after the data is gathered.
+        resolve_precision(self.precision, resolve_device(self.device))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -166,7 +170,8 @@ def _random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: Discriminator, dataset: LabelledImages, order: list[int], batch_size: int,
-                          device: torch.device, num_workers: int = 0, max_images: int = 1024) -> None:
+                          device: torch.device, num_workers: int = 0, max_images: int = 1024,
+                          precision: str = "fp32") -> None:
     """Precise BN: recompute every BatchNorm's running statistics with the current weights.
 
     With few optimiser steps per epoch (small sets) and Adam's large early steps, the running
@@ -181,7 +186,7 @@ def recalibrate_batchnorm(model: Discriminator, dataset: LabelledImages, order: 
         layer.momentum = None  # cumulative average over the batches below
     model.train()
     for images, _ in _loader(dataset, order[:max_images], batch_size, num_workers, training=True):
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with autocast(precision, device):
             model(images.to(device))
     for layer, momentum in zip(layers, momenta):
         layer.momentum = momentum
@@ -189,12 +194,12 @@ def recalibrate_batchnorm(model: Discriminator, dataset: LabelledImages, order: 
 
 @torch.inference_mode()
 def predict(model: Discriminator, dataset: LabelledImages, batch_size: int, device: torch.device,
-            num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(p_real, labels) for every item of ``dataset``, in order."""
+            num_workers: int = 0, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """(p_real, labels) for every item of ``dataset``, in order (``precision``: a resolved one)."""
     model.eval()
     probabilities, labels = [], []
     for images, targets in _loader(dataset, list(range(len(dataset))), batch_size, num_workers):
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with autocast(precision, device):
             logits = model(images.to(device))
         probabilities.append(torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy())
         labels.append(targets.numpy())
@@ -272,6 +277,7 @@ def fit(
     if config.batch_size < 2:
         raise HisynError("the discriminator batch size must be >= 2 (BatchNorm needs two images)")
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     sets = [real, synthetic]
     train_items, val_items = split_items(sets, config.val_fraction, config.seed)
     train_set, val_set = LabelledImages(sets, train_items), LabelledImages(sets, val_items)
@@ -291,8 +297,10 @@ def fit(
                         train_presence[synthetic_rows], axis=0, weights=weights[synthetic_rows])]}
     batch_size = max(2, min(config.batch_size, len(train_set) // config.min_steps_per_epoch))
     model = seeded_model(config.seed).to(device).to(memory_format=torch.channels_last)
+    # Master weights, optimiser state and the loss stay float32 under autocast; only fp16 needs
+    # loss scaling (bf16 has float32's exponent range).
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    scaler = torch.amp.GradScaler(enabled=precision == "fp16")
     loss_fn = nn.CrossEntropyLoss()
     flips = torch.Generator().manual_seed(config.seed)
     curve: list[dict[str, Any]] = []
@@ -311,7 +319,7 @@ def fit(
             if config.flips:
                 images = _random_flips(images, flips)
             images, labels = images.to(device, non_blocking=True), labels.to(device)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
+            with autocast(precision, device):
                 logits = model(images)
                 loss = loss_fn(logits.float(), labels)
             optimiser.zero_grad(set_to_none=True)
@@ -322,8 +330,8 @@ def fit(
             correct += int((logits.argmax(1) == labels).sum())
             loss_sum += float(loss.detach()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        recalibrate_batchnorm(model, train_set, order, batch_size, device, config.num_workers)
-        p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers)
+        recalibrate_batchnorm(model, train_set, order, batch_size, device, config.num_workers, precision=precision)
+        p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers, precision)
         val_accuracy = float(np.mean((p_val > 0.5) == (y_val == REAL)))
         val_loss = float(-np.mean(np.log(np.clip(np.where(y_val == REAL, p_val, 1 - p_val), 1e-7, 1))))
         point = {"epoch": epoch, "train_loss": round(loss_sum / seen, 5), "train_accuracy": round(correct / seen, 5),
@@ -336,7 +344,7 @@ def fit(
             best_accuracy, best_epoch = val_accuracy, epoch
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
     model.load_state_dict(best_state)  # type: ignore[arg-type]
-    p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers)
+    p_val, y_val = predict(model, val_set, config.batch_size, device, config.num_workers, precision)
     model = model.cpu().eval()
     counts = lambda items: {"real": sum(1 for s, _ in items if s == 0), "synthetic": sum(1 for s, _ in items if s == 1)}  # noqa: E731
     report = {
@@ -344,6 +352,7 @@ def fit(
         "config": asdict(config),
         "batch_size_used": batch_size,
         "device": str(device),
+        "precision": precision,
         "curve": curve,
         "best_epoch": best_epoch,
         "heldout": binary_metrics(p_val, y_val),
@@ -498,6 +507,7 @@ def train_filter(
         "negatives_from": str(negatives_from) if negatives_from else None,
         "negatives_fingerprint": pack_fingerprint,
         "seed": config.seed,
+        "precision": report["precision"],
         "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
     }
     if report["heldout_per_class"] is not None:  # by class name, for the report
