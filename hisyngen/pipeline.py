@@ -241,22 +241,25 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
-def train_commands(dataset: str, export_dir: Path) -> tuple[str, str]:
-    """(hisyngen train command, plain stock mmseg command) for an MMSeg export.
+def train_commands(dataset: str, export_dir: Path) -> tuple[str, str | None]:
+    """(hisyngen train command, plain stock mmseg command; None without the OpenMMLab extra) for an MMSeg export.
 
     The stock command carries what ``hisyngen train`` would set for this export (data root, class
     count, iterations for the config's epochs on its number of synthetic images).
     """
     from hisyngen.configs import export_options, load_mmseg_config, mmseg_config_path, schedule_options, stock_tool
+    from hisyngen.extras import missing_openmmlab
 
     try:
         config = mmseg_config_path(dataset)
     except HisynError:  # custom dataset: the BCSS config (fitted to the export's classes)
         config = mmseg_config_path("bcss-wsss")
     root = str(export_dir.resolve())
+    hisyngen = f"hisyngen train {config.stem} --data-root {root}"
+    if missing_openmmlab():  # the core install: fitting the stock command to the export needs mmengine
+        return hisyngen, None
     cfg = load_mmseg_config(config)
     options = export_options(cfg, root)[0] + schedule_options(cfg, root, 1, None)[0]
-    hisyngen = f"hisyngen train {config.stem} --data-root {root}"
     stock = f"python {stock_tool('train')} {config} --cfg-options {' '.join(options)}"
     return hisyngen, stock
 
@@ -616,6 +619,11 @@ def render_summary(summary: dict[str, Any]) -> str:
     if summary.get("push"):
         lines.append(f"pushed: {summary['push'].get('url', summary['push'])}")
     if summary.get("train_command"):
-        lines += ["", "train DeepLabV3+ on it:", f"  {summary['train_command']}", "or with the stock MMSegmentation script:",
-                  f"  {summary['stock_train_command']}"]
+        lines += ["", "train DeepLabV3+ on it:", f"  {summary['train_command']}"]
+        if summary.get("stock_train_command"):
+            lines += ["or with the stock MMSegmentation script:", f"  {summary['stock_train_command']}"]
+        else:
+            from hisyngen.extras import OPENMMLAB_INSTALL
+
+            lines.append(f"  (training needs MMSegmentation: {OPENMMLAB_INSTALL})")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 import click
 
 from hisyngen.errors import HisynError
+from hisyngen.extras import require_openmmlab
 
 PASSTHROUGH = dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=["-h", "--help"])
 
@@ -75,6 +76,7 @@ def train(config: str, data_root: str | None, gpus: int, no_pretrained: bool, pr
       hisyngen train smoke --data-root out/mini-mmseg --no-pretrained
       hisyngen train bcss-wsss --data-root out/bcss-mmseg --gpus 4 --resume
     """
+    require_openmmlab("hisyngen train")  # before mmengine parses the config: one line, not a traceback
     from hisyngen.configs import (config_with, export_options, mmseg_config_path, precision_options,
                                   schedule_options, tool_command, train_precision, user_cfg_options, validation_options,
                                   with_options)
@@ -126,6 +128,7 @@ def test(config: str, checkpoint: str, data_root: str | None, gpus: int, trust_c
     Example:
       hisyngen test wsss4luad runs/wsss/best_mIoU_iter_13500.pth --data-root out/wsss-mmseg --tta
     """
+    require_openmmlab("hisyngen test")
     from hisyngen.configs import (config_with, export_options, mmseg_config_path, require_masks, tool_command,
                                   user_cfg_options, with_options)
 
@@ -163,6 +166,7 @@ def pseudo_label(config: str, checkpoint: str, export_dir: str, device: str | No
       hisyngen pseudo-label bcss-wsss runs/bcss/best_mIoU_iter_11250.pth --source out/bcss-mmseg
       hisyngen train bcss-wsss_stage2 --data-root out/bcss-mmseg
     """
+    require_openmmlab("hisyngen pseudo-label")
     from hisyngen.configs import TRUST_CHECKPOINTS_ENV, mmseg_config_path
 
     path = mmseg_config_path(config)

@@ -292,6 +292,11 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    from hisyngen.extras import missing_openmmlab, openmmlab_hint
+
+    missing = missing_openmmlab()
+    if missing:  # the core install: say which extra, not "No module named 'mmcv'" from deep inside
+        raise ImportError(openmmlab_hint("hisyngen.mmseg", missing), name=missing[0])
     install_mmcv_ext_stub()
     install_checkpoint_loader()
     install_fetch_errors()

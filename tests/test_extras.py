@@ -1,0 +1,73 @@
+"""The core install works without OpenMMLab; the commands that need it say which extra to install."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+# Runs in a fresh interpreter in which mmseg, mmengine and mmcv cannot be imported (as after
+# `pip install hisyngen` without extras), whatever this environment has installed.
+BLOCKED = textwrap.dedent('''
+    import json, sys
+
+    attempts = []
+
+    class NotInstalled:
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in ("mmseg", "mmengine", "mmcv"):
+                attempts.append(name)
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+    from click.testing import CliRunner
+
+    import hisyngen.cli, hisyngen.pipeline, hisyngen.demo, hisyngen.export, hisyngen.export.push
+    import hisyngen.filtering.filter, hisyngen.filtering.realism, hisyngen.filtering.train
+    at_import = list(attempts)
+    out = {"at_import": at_import}
+    for args in (["demo", "--help"], ["build", "--help"], ["train", "--help"], ["train", "smoke"],
+                 ["test", "smoke", "x.pth"], ["pseudo-label", "smoke", "x.pth", "--source", "x"]):
+        result = CliRunner().invoke(hisyngen.cli.cli, args)
+        out[" ".join(args)] = [result.exit_code, result.output]
+    from pathlib import Path
+    out["train_commands"] = hisyngen.pipeline.train_commands("bcss-wsss", Path("exports/mmseg"))
+    try:
+        import hisyngen.mmseg
+    except ImportError as exc:
+        out["plugin"] = str(exc)
+    print(json.dumps(out))
+''')
+
+
+def run_blocked() -> dict:
+    done = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_core_commands_need_no_openmmlab_and_training_names_the_extra():
+    out = run_blocked()
+    assert out["at_import"] == []  # not even tried: nothing in the core path imports them
+    for args in ("demo --help", "build --help", "train --help"):
+        code, text = out[args]
+        assert code == 0 and "Usage:" in text, (args, text)
+    for command, args in (("train", "train smoke"), ("test", "test smoke x.pth"),
+                          ("pseudo-label", "pseudo-label smoke x.pth --source x")):
+        code, text = out[args]
+        assert code == 1 and text.count("\n") == 1, text  # one line, no traceback
+        assert text.startswith(f"error: hisyngen {command} needs MMSegmentation (mmseg, mmengine, mmcv not installed)")
+        assert "'hisyngen[mmseg-cpu]'" in text and "'hisyngen[mmseg]' plus the full mmcv" in text
+    hisyngen_command, stock = out["train_commands"]
+    assert hisyngen_command.startswith("hisyngen train deeplabv3plus_r50-d8_bcss-wsss --data-root ") and stock is None
+    assert out["plugin"].startswith("hisyngen.mmseg needs MMSegmentation") and "mmseg-cpu" in out["plugin"]
+
+
+def test_build_summary_without_openmmlab_says_how_to_get_the_stock_command():
+    from hisyngen.pipeline import render_summary
+
+    summary = {"out": "o", "source": "s", "dataset": "bcss-wsss", "seconds_this_run": 1.0, "strategies": {},
+               "exports": {}, "train_command": "hisyngen train x --data-root e", "stock_train_command": None}
+    text = render_summary(summary)
+    assert "None" not in text and "hisyngen train x --data-root e" in text
+    assert "training needs MMSegmentation: pip install 'hisyngen[mmseg-cpu]'" in text
