@@ -252,3 +252,83 @@ def test_metric_fwiou_weights_by_ground_truth_frequency():
     iou_a, iou_b = 5 / 7, 1 / 3  # A: I=5, U=6+6-5; B: I=1, U=2+2-1
     assert scores["mIoU"] == pytest.approx(100 * (iou_a + iou_b) / 2, abs=0.01)
     assert scores["fwIoU"] == pytest.approx(100 * (6 / 8 * iou_a + 2 / 8 * iou_b), abs=0.01)
+
+
+# Confusion matrix (rows: ground truth, columns: prediction) over classes A, B, C, D; two more
+# pixels have ground truth 255 (predicted D) and are dropped, so D is in neither map:
+#
+#          pred A  pred B  pred C  pred D   | label area
+#   gt A      4       1       1       0     |     6
+#   gt B      1       2       0       0     |     3
+#   pred area 5       3       1       0     |     9 valid pixels, 6 on the diagonal
+#
+# intersect = (4, 2, 0, 0); union = pred + label - intersect = (7, 4, 1, 0)
+CONFUSION_GT = [0, 0, 0, 0, 0, 0, 1, 1, 1, 255, 255]
+CONFUSION_PRED = [0, 0, 0, 0, 1, 2, 0, 1, 1, 3, 3]
+
+
+def confusion_scores(**kwargs):
+    metric = TissueIoUMetric(**kwargs)
+    metric.dataset_meta = dict(classes=("A", "B", "C", "D"))
+    gt, pred = torch.tensor([CONFUSION_GT]), torch.tensor([CONFUSION_PRED])
+    metric.process({}, [dict(pred_sem_seg=dict(data=pred[None]), gt_sem_seg=dict(data=gt[None]))])
+    return metric.compute_metrics(metric.results)
+
+
+def test_metric_keeps_mmseg_keys_and_adds_fwiou():
+    scores = confusion_scores()
+    nan = float("nan")
+    expected = {
+        "aAcc": 66.67,   # 6 / 9
+        "mIoU": 35.71,   # IoU (4/7, 2/4, 0/1, NaN): mean of the three defined = 1.0714 / 3
+        "mAcc": 66.67,   # Acc = intersect / label (4/6, 2/3, NaN, NaN)
+        "fwIoU": 54.76,  # 6/9 x 4/7 + 3/9 x 2/4
+        "IoU.A": 57.14, "IoU.B": 50.0, "IoU.C": 0.0, "IoU.D": nan,
+    }
+    assert list(scores) == list(expected)  # mmseg's keys in mmseg's order, then ours
+    # abs 1e-4: mmseg's own summary values are float32 (35.71 reads 35.709999); all are 2-decimal.
+    assert scores == pytest.approx(expected, abs=1e-4, nan_ok=True)
+
+
+def test_metric_honours_iou_metrics_dice_and_fscore():
+    scores = confusion_scores(iou_metrics=["mIoU", "mDice", "mFscore"])
+    nan = float("nan")
+    expected = {
+        "aAcc": 66.67, "mIoU": 35.71, "mAcc": 66.67,
+        "mDice": 46.46,       # Dice = 2 I / (pred + label) = (8/11, 4/6, 0/1, NaN): 1.3939 / 3
+        "mFscore": 69.70,     # F1 of (precision, recall); C has recall 0/0 -> NaN: (8/11 + 2/3) / 2
+        "mPrecision": 48.89,  # I / pred = (4/5, 2/3, 0/1, NaN): 1.4667 / 3
+        "mRecall": 66.67,     # I / label = (4/6, 2/3, NaN, NaN)
+        "fwIoU": 54.76,
+        "IoU.A": 57.14, "IoU.B": 50.0, "IoU.C": 0.0, "IoU.D": nan,
+        "Dice.A": 72.73, "Dice.B": 66.67, "Dice.C": 0.0, "Dice.D": nan,
+        "Fscore.A": 72.73, "Fscore.B": 66.67, "Fscore.C": nan, "Fscore.D": nan,
+    }
+    assert scores == pytest.approx(expected, abs=1e-4, nan_ok=True) and set(scores) == set(expected)
+    assert confusion_scores(iou_metrics="mDice").keys() == {"aAcc", "mDice", "mAcc", "fwIoU",
+                                                            "Dice.A", "Dice.B", "Dice.C", "Dice.D"}
+
+
+def test_metric_nan_to_num_counts_undefined_classes_in_the_mean():
+    scores = confusion_scores(nan_to_num=0)
+    assert scores["mIoU"] == pytest.approx(26.79)   # (4/7 + 2/4 + 0 + 0) / 4
+    assert scores["mAcc"] == pytest.approx(33.33)   # (4/6 + 2/3 + 0 + 0) / 4
+    assert scores["IoU.D"] == 0.0 and scores["aAcc"] == pytest.approx(66.67)
+    assert scores["fwIoU"] == pytest.approx(54.76)  # D has no ground truth: weight 0 either way
+
+
+def test_metric_summary_equals_stock_iou_metric():
+    from mmseg.evaluation import IoUMetric
+
+    stock = IoUMetric(iou_metrics=["mIoU", "mDice", "mFscore"], nan_to_num=-1, beta=2)
+    stock.dataset_meta = dict(classes=("A", "B", "C", "D"))
+    gt, pred = torch.tensor([CONFUSION_GT]), torch.tensor([CONFUSION_PRED])
+    stock.process({}, [dict(pred_sem_seg=dict(data=pred[None]), gt_sem_seg=dict(data=gt[None]))])
+    theirs = stock.compute_metrics(stock.results)
+    ours = confusion_scores(iou_metrics=["mIoU", "mDice", "mFscore"], nan_to_num=-1, beta=2)
+    assert {k: ours[k] for k in theirs} == theirs
+
+
+def test_metric_refuses_unknown_iou_metrics_at_construction():
+    with pytest.raises(HisynError, match="iou_metrics .*mIoU, mDice, mFscore"):
+        TissueIoUMetric(iou_metrics=["mIoU", "mAP"])
