@@ -52,8 +52,38 @@ def test_classes_come_from_metainfo_json(tiny_export, tmp_path):
     meta["classes"] = ["a", "b", "c", "d"]
     (copy / "metainfo.json").write_text(json.dumps(meta))
     assert HisynEvalDataset(data_root=str(copy), split="val").metainfo["classes"] == ("a", "b", "c", "d")
-    ds = HisynMixedDataset(data_root=str(copy), metainfo=dict(classes=("x",)))  # config metainfo is ignored
-    assert ds.metainfo["classes"] == ("a", "b", "c", "d")
+    assert HisynMixedDataset(data_root=str(copy)).metainfo["classes"] == ("a", "b", "c", "d")
+
+
+@pytest.mark.parametrize("dataset", [HisynMixedDataset, HisynEvalDataset])
+def test_config_metainfo_is_honoured_or_refused_never_dropped(tiny_export, dataset):
+    classes = tuple(json.loads((tiny_export / "metainfo.json").read_text())["classes"])
+    palette = [[10 * i, 20, 30] for i in range(len(classes))]
+    # the export's classes repeated, another palette, an extra key: all honoured
+    ds = dataset(data_root=str(tiny_export), metainfo=dict(classes=list(classes), palette=palette, source="mine"))
+    assert ds.metainfo["classes"] == classes and ds.metainfo["palette"] == palette and ds.metainfo["source"] == "mine"
+    refused = {"other classes": (dict(classes=("x",)), "metainfo.classes .* differ from the export's"),
+               "reordered classes": (dict(classes=classes[::-1]), "remove metainfo.classes"),
+               "short palette": (dict(palette=palette[:-1]), "one RGB colour .* per class"),
+               "bad colour": (dict(palette=[[0, 0, 256]] * len(classes)), "one RGB colour"),
+               "label map": (dict(label_map={0: 1}), "metainfo.label_map cannot be set"),
+               "not a dict": (["classes"], "metainfo must be a dict")}
+    for name, (metainfo, message) in refused.items():
+        with pytest.raises(HisynError, match=message):
+            dataset(data_root=str(tiny_export), metainfo=metainfo)
+
+
+def test_metainfo_from_cfg_options_reaches_the_dataset(tiny_export):
+    from mmengine.config import Config
+    from mmseg.registry import DATASETS
+
+    from hisyngen.configs import mmseg_config_path
+
+    cfg = Config.fromfile(mmseg_config_path("smoke"), import_custom_modules=False)
+    cfg.merge_from_dict({"val_dataloader.dataset.data_root": str(tiny_export),
+                         "val_dataloader.dataset.metainfo": dict(classes=("TUM",))})
+    with pytest.raises(HisynError, match="metainfo.classes"):
+        DATASETS.build(cfg.val_dataloader.dataset)
 
 
 def test_eval_dataset_reads_split(tiny_export):

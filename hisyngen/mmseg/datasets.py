@@ -9,7 +9,10 @@ them to the decode head.
 
 ``HisynEvalDataset`` is the val/test set: ``img_dir/<split>`` + ``ann_dir/<split>`` with stock
 ``BaseSegDataset`` semantics (255 ignored). Both take classes and palette from the export's
-``metainfo.json``, never from the config.
+``metainfo.json``. A config's ``metainfo`` (a derived config, ``--cfg-options
+train_dataloader.dataset.metainfo=...``) is honoured where it can be and refused otherwise, never
+dropped: it may repeat the export's classes, give another palette (one RGB per class) or add keys;
+other classes are refused, since the masks' values are the export's class indices.
 """
 
 from __future__ import annotations
@@ -132,15 +135,51 @@ def holdout_note(data_root: str | Path) -> str | None:
             f"{HOLDOUT_EVERY}th, exact masks; left out of training), so val mIoU measures synthetic data, not real tissue")
 
 
+DERIVED_METAINFO_KEYS = ("label_map", "reduce_zero_label")
+"""Metainfo keys ``BaseSegDataset`` computes itself (overwriting a config's value): refused."""
+
+
 class _ExportMixin:
-    """Shared by both datasets: classes/palette from ``metainfo.json``."""
+    """Shared by both datasets: classes/palette from ``metainfo.json``, and a config's metainfo."""
 
     @staticmethod
-    def _export_metainfo(data_root: str | None) -> dict[str, Any]:
+    def _export_metainfo(data_root: str | None, requested: Any = None) -> dict[str, Any]:
+        """The export's classes and palette, with what a config's ``metainfo`` (``requested``) asks."""
         if not data_root:
             raise HisynError("dataset needs data_root (the folder written by `hisyngen export --format mmseg`)")
         meta = read_export_metainfo(data_root)
-        return dict(classes=tuple(meta["classes"]), palette=[list(c) for c in meta["palette"]])
+        out: dict[str, Any] = dict(classes=tuple(meta["classes"]), palette=[list(c) for c in meta["palette"]])
+        if requested is None:
+            return out
+        if not isinstance(requested, dict):
+            raise HisynError(f"dataset metainfo must be a dict, got {type(requested).__name__}")
+        source = Path(data_root) / "metainfo.json"
+        classes = requested.get("classes")
+        if classes is not None and (isinstance(classes, str) or list(classes) != list(out["classes"])):
+            raise HisynError(f"metainfo.classes {classes!r} differ from the export's ({', '.join(out['classes'])}, "
+                             f"{source}); its masks hold those class indices, so remove metainfo.classes from the config")
+        for key in DERIVED_METAINFO_KEYS:
+            if key in requested:
+                raise HisynError(f"metainfo.{key} cannot be set for a hisyngen export (BaseSegDataset derives it; "
+                                 "the export has no label map and no zero label to reduce)")
+        merged = {**requested, **out}  # extra keys are kept: they reach dataset_meta (metrics, visualiser)
+        palette = requested.get("palette")
+        if palette is not None:  # display colours only: honoured
+            colours = _rgb_colours(palette, len(out["classes"]))
+            if colours is None:
+                raise HisynError(f"metainfo.palette must hold one RGB colour (3 integers 0-255) per class "
+                                 f"({len(out['classes'])}), got {palette!r}")
+            merged["palette"] = colours
+        return merged
+
+
+def _rgb_colours(palette: Any, count: int) -> list[list[int]] | None:
+    """``palette`` as ``count`` [r, g, b] lists of 0-255 integers, or None if it is not that."""
+    if not isinstance(palette, (list, tuple)) or len(palette) != count:
+        return None
+    ok = all(isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+             for c in palette)
+    return [list(c) for c in palette] if ok else None
 
 
 @DATASETS.register_module()
@@ -168,10 +207,10 @@ class HisynMixedDataset(_ExportMixin, BaseSegDataset):
         self.use_synthetic = synthetic
         self.use_real = real
         self.real_masks = real_masks
-        kwargs.pop("metainfo", None)  # classes come from metainfo.json only (one place per fact)
+        metainfo = self._export_metainfo(data_root, kwargs.pop("metainfo", None))  # classes: metainfo.json's
         kwargs.setdefault("img_suffix", SUFFIX)
         kwargs.setdefault("seg_map_suffix", SUFFIX)
-        super().__init__(data_root=data_root, metainfo=self._export_metainfo(data_root), **kwargs)
+        super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
 
     def load_data_list(self) -> list[dict]:
         root = Path(self.data_root)
@@ -223,7 +262,7 @@ class HisynEvalDataset(_ExportMixin, BaseSegDataset):
     def __init__(self, data_root: str, split: str = "val", **kwargs: Any) -> None:
         if split not in ("val", "test"):
             raise HisynError(f"split must be 'val' or 'test', got {split!r}")
-        metainfo = self._export_metainfo(data_root)
+        metainfo = self._export_metainfo(data_root, kwargs.pop("metainfo", None))  # classes: metainfo.json's
         ids = Path(data_root) / "splits" / f"{split}.txt"
         if not ids.is_file():
             raise HisynError(f"{ids} is missing: the export has no {split} split")
@@ -235,7 +274,6 @@ class HisynEvalDataset(_ExportMixin, BaseSegDataset):
             from mmengine.logging import print_log
 
             print_log(holdout_note(data_root), logger="current", level=logging.WARNING)
-        kwargs.pop("metainfo", None)
         kwargs.setdefault("img_suffix", SUFFIX)
         kwargs.setdefault("seg_map_suffix", SUFFIX)
         super().__init__(data_root=data_root, metainfo=metainfo, ann_file=osp.join("splits", f"{split}.txt"),
