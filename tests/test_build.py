@@ -132,9 +132,10 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
 
     import datasets
 
-    hf = datasets.load_dataset(str(out / "export" / "hf"))
-    hf_counts = {"train": "train", "train_real": "train_real", "val": "validation", "test": "test"}
-    assert {split: hf[name].num_rows for split, name in hf_counts.items()} == counts
+    hf = {subset: datasets.load_dataset(str(out / "export" / "hf"), subset) for subset in ("default", "weak")}
+    hf_counts = {"train": ("default", "train"), "train_real": ("weak", "train"), "val": ("default", "validation"),
+                 "test": ("default", "test")}
+    assert {split: hf[subset][name].num_rows for split, (subset, name) in hf_counts.items()} == counts
     assert summary["exports"]["hf"]["counts"] == counts
     assert "--data-root" in summary["train_command"] and str(mmseg.resolve()) in summary["train_command"]
     # the stock command is fitted to this export: 25 epochs x ceil(12 synthetic / 32 per step) iterations

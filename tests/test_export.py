@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -185,17 +188,18 @@ def test_mmseg_export_feeds_the_hisyngen_training_datasets(inputs, tmp_path, mms
 
 # --- Hugging Face ------------------------------------------------------------------------------
 
-def load_hf(folder: Path, cache: Path, monkeypatch):
-    """``datasets.load_dataset(folder)`` offline, caching under ``cache``."""
+def load_hf(folder: Path, cache: Path, monkeypatch, subset: str | None = None):
+    """``datasets.load_dataset(folder[, subset])`` offline, caching under ``cache``."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from datasets import load_dataset
 
-    return load_dataset(str(folder), cache_dir=str(cache))
+    return load_dataset(str(folder), subset, cache_dir=str(cache))
 
 
-def check_hf_pixels(ds, source, corpora) -> None:
-    """Every split of a loaded HF export equals the corpora and source files pixel for pixel."""
+def check_hf_pixels(ds, weak, source, corpora) -> None:
+    """Every split of a loaded HF export (default subset ``ds``, ``weak`` subset) equals the corpora and
+    source files pixel for pixel."""
     masks, images, seeds = {}, {}, {}
     for folder in corpora:
         corpus = Corpus(folder)
@@ -212,9 +216,10 @@ def check_hf_pixels(ds, source, corpora) -> None:
         assert row["seed"] == seeds[row["id"]]
     assert masks == {}
     records = {r.id: r for r in source.train}
-    for row in ds["train_real"]:
+    assert set(weak) == {"train"} and weak["train"].column_names == ["image", "tissues", "sources", "id"]
+    assert weak["train"].features["tissues"] == ds["train"].features["tissues"]
+    for row in weak["train"]:
         record = records.pop(row["sources"][0])
-        assert row["label"] is None and row["seed"] is None and strategy.int2str(row["strategy"]) == "real"
         assert row["tissues"] == [c for c, v in enumerate(record.labels) if v]
         np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), read_rgb(record.path))
     assert records == {}
@@ -237,16 +242,22 @@ def test_hf_export_loads_offline_and_round_trips_pixels(inputs, tmp_path, monkey
     train_shards = [s for s in shards if s.startswith("train-")]
     assert len(train_shards) > 1  # the size cap split it
     assert train_shards == [f"train-{i:05d}-of-{len(train_shards):05d}.parquet" for i in range(len(train_shards))]
-    assert {s.split("-")[0] for s in shards} == {"train", "train_real", "validation", "test"}
+    assert {s.split("-")[0] for s in shards} == {"train", "validation", "test"}
+    assert {p.name.split("-")[0] for p in (out / "weak").iterdir()} == {"train"}
     assert json.loads((out / "id2label.json").read_text()) == {"0": "TUM", "1": "STR", "2": "LYM", "3": "NEC"}
+    assert json.loads((out / "label2color.json").read_text()) == {
+        "TUM": [255, 0, 0], "STR": [0, 255, 0], "LYM": [0, 0, 255], "NEC": [153, 0, 255]}
 
     ds = load_hf(out, tmp_path / "cache", monkeypatch)
-    assert set(ds) == {"train", "train_real", "validation", "test"}
+    weak = load_hf(out, tmp_path / "cache", monkeypatch, "weak")
+    # Different content is a subset, not a split: the default subset holds image/mask pairs only.
+    assert set(ds) == {"train", "validation", "test"} and weak.num_rows == {"train": len(LABELS) + 1}
+    assert all(row["label"] is not None for split in ds.values() for row in split)
     features = ds["train"].features
     assert features["tissues"].feature.names == list(BCSS.classes)
     assert features["strategy"].names == ["bezier", "mosaic", "real"]
     assert str(features["disc_score"].dtype) == "float32" and str(features["seed"].dtype) == "int64"
-    check_hf_pixels(ds, source, corpora)
+    check_hf_pixels(ds, weak, source, corpora)
     scores = {row["id"]: row["disc_score"] for row in ds["train"]}
     assert scores["mosaic-s0-000000"] is None and scores["bezier-s0-000003"] == pytest.approx(0.53)
 
@@ -261,13 +272,17 @@ def test_hf_card_yaml_parses_and_body_documents_the_export(inputs, tmp_path):
     meta = yaml.safe_load(header.removeprefix("---\n"))
     assert meta["license"] == "cc-by-4.0" and meta["tags"] == ["histopathology", "bcss"]
     assert meta["task_categories"] == ["image-segmentation"] and meta["task_ids"] == ["semantic-segmentation"]
-    files = meta["configs"][0]["data_files"]
-    assert [f["split"] for f in files] == ["train", "train_real", "validation", "test"]
-    assert files[0]["path"] == "data/train-*"
-    features = {f["name"]: f for f in meta["dataset_info"]["features"]}
+    assert meta["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"},
+                                                  {"split": "validation", "path": "data/validation-*"},
+                                                  {"split": "test", "path": "data/test-*"}]},
+        {"config_name": "weak", "data_files": [{"split": "train", "path": "weak/train-*"}]}]
+    infos = {info["config_name"]: info for info in meta["dataset_info"]}
+    features = {f["name"]: f for f in infos["default"]["features"]}
     assert features["tissues"]["list"]["class_label"]["names"] == {"0": "TUM", "1": "STR", "2": "LYM", "3": "NEC"}
-    assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
-        "train": 12, "train_real": len(LABELS) + 1, "validation": 2, "test": 2}
+    assert [f["name"] for f in infos["weak"]["features"]] == ["image", "tissues", "sources", "id"]
+    assert {s["name"]: s["num_examples"] for s in infos["default"]["splits"]} == {"train": 12, "validation": 2, "test": 2}
+    assert {s["name"]: s["num_examples"] for s in infos["weak"]["splits"]} == {"train": len(LABELS) + 1}
 
     assert "| 0 | TUM | (255, 0, 0) |" in body and "| 255 | ignore |" in body
     assert "hisyngen export A B --format hf" in body
@@ -284,7 +299,124 @@ def test_hf_card_yaml_parses_and_body_documents_the_export(inputs, tmp_path):
     defaults = export_dataset([], source, "hf", tmp_path / "real-only")
     meta = yaml.safe_load((tmp_path / "real-only" / "README.md").read_text().split("\n---\n")[0].removeprefix("---\n"))
     assert meta["license"] == "other" and meta["tags"] == ["histopathology", "segmentation"]
-    assert defaults.counts["train"] == 0 and [f["split"] for f in meta["configs"][0]["data_files"]][0] == "train_real"
+    assert defaults.counts["train"] == 0
+    assert [(c["config_name"], [f["split"] for f in c["data_files"]]) for c in meta["configs"]] == [
+        ("default", ["validation", "test"]), ("weak", ["train"])]
+
+
+def card_of(folder: Path):
+    """The export's card parsed by huggingface_hub (raises on YAML the Hub could not read)."""
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard.load(folder / "README.md")
+
+
+# The Hub's dataset card specification (hub-docs datasetcard.md, huggingface_hub's DatasetCardData).
+HUB_ANNOTATIONS_CREATORS = {"found", "crowdsourced", "expert-generated", "machine-generated", "no-annotation", "other"}
+
+
+def test_hf_card_metadata_follows_the_hub_spec(inputs, tmp_path):
+    from datasets.utils.metadata import MetadataConfigs
+
+    from hisyngen.export.hf import SIZE_CATEGORIES
+
+    source, corpora = inputs
+    export_dataset(corpora, source, "hf", tmp_path / "hf")  # no --license: `other`, which needs its name and link
+    card = card_of(tmp_path / "hf")
+    data = card.data
+    assert data.license == "other" and data.license_name == "bcss-wsss-terms" and data.license_link == "LICENSE.md"
+    assert "bcss-wsss" in (tmp_path / "hf" / "LICENSE.md").read_text() and "[LICENSE.md](LICENSE.md)" in card.text
+    assert data.task_categories == ["image-segmentation"] and data.task_ids == ["semantic-segmentation"]
+    assert data.annotations_creators == ["machine-generated", "found"]
+    assert set(data.annotations_creators) <= HUB_ANNOTATIONS_CREATORS
+    assert data.source_datasets == ["bcss-wsss"] and data.size_categories == ["n<1K"]
+    assert data.size_categories[0] in SIZE_CATEGORIES
+    assert data.tags == ["histopathology", "segmentation", "synthetic"]
+    # `datasets` reads the configs the way load_dataset does
+    configs = MetadataConfigs.from_dataset_card_data(data)
+    assert sorted(configs) == ["default", "weak"]
+    # the citation block: HisynSeg and the benchmark the source is
+    assert "@article{fang2025hisynseg" in card.text and "2412.20924" in card.text and "IEEE Transactions on Medical Imaging" in card.text
+    assert "2110.08048" in card.text and "amgad2019bcss" in card.text
+    # the stock transformers example's needs
+    assert "`ignore_index=255`" in card.text and "`--do_reduce_labels`" in card.text and "`--reduce_labels`" in card.text
+
+    chosen = export_dataset(corpora[:1], source, "hf", tmp_path / "cc", license="cc-by-4.0")
+    data = card_of(tmp_path / "cc").data
+    assert chosen.counts["train"] == 6 and data.license == "cc-by-4.0"
+    assert data.get("license_name") is None and data.get("license_link") is None
+    assert not (tmp_path / "cc" / "LICENSE.md").exists()
+    export_dataset([], source, "hf", tmp_path / "real-only")  # no synthetic masks: nothing machine-generated
+    assert card_of(tmp_path / "real-only").data.annotations_creators == ["found"]
+
+
+def test_size_categories_are_the_hubs_buckets():
+    from hisyngen.export.hf import size_category
+
+    assert [size_category(n) for n in (0, 999, 1_000, 9_999, 10_000, 999_999, 1_000_000, 10 ** 8, 10 ** 9)] == [
+        "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "100M<n<1B", "1B<n<10B"]
+    assert size_category(10 ** 12) == "n>1T"
+
+
+def test_citations_name_the_source_benchmark_only_when_the_spec_is_it():
+    from hisyngen.export.hf import citations
+    from hisyngen.spec import DatasetSpec
+
+    assert "2204.06455" in "\n".join(citations(get_spec("wsss4luad")))
+    assert "2110.08048" in "\n".join(citations(get_spec("luad-histoseg")))
+    # A custom spec that borrows a built-in name but not its classes is not that benchmark.
+    custom = DatasetSpec.from_dict({"name": "bcss-wsss", "classes": ["a", "b"]})
+    text = "\n".join(citations(custom))
+    assert "2412.20924" in text and "2110.08048" not in text
+
+
+SECRET = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"  # shaped like a Hub user access token
+
+
+def test_hf_card_carries_no_secret_and_no_local_path(inputs, tmp_path):
+    source, corpora = inputs
+    filtered = copy_corpus(corpora[1], tmp_path / "work" / "bezier-filtered")
+    config = json.loads((filtered / "corpus.json").read_text())
+    config["filter"]["model"] = str(tmp_path / "work" / "filters" / "bezier" / "model.pt")  # a hand-made record
+    (filtered / "corpus.json").write_text(json.dumps(config))
+    out = tmp_path / "work" / "hf"
+    # An API caller's own command line: absolute paths anywhere, a token in both option forms.
+    command = (f"python /opt/lab/bin/make_export.py {corpora[0]} {filtered} --source {source.root} "
+               f"--token {SECRET} --token={SECRET} -o {out} --notes /srv/private/alice/notes.txt")
+    export_dataset([corpora[0], filtered], source, "hf", out, command=command, tags=["histopathology", SECRET])
+    written = {p.name: p.read_text() for p in out.iterdir() if p.suffix in (".md", ".json")}
+    assert {"README.md", "LICENSE.md", "id2label.json", "label2color.json"} <= set(written)
+    for name, text in written.items():
+        assert SECRET not in text, name
+        for local in (str(tmp_path), "/opt/lab", "/srv/private", str(source.root)):
+            assert local not in text, (name, local)
+    card = written["README.md"]
+    assert ("make_export.py mosaic bezier-filtered --source src --token '***' '--token=***' -o hf "
+            "--notes notes.txt") in card
+    assert "| model | model.pt |" in card
+    assert card_of(out).data.tags == ["histopathology", "***"]
+
+
+def test_hf_card_use_it_code_runs_against_the_export(inputs, tmp_path):
+    from hisyngen.export.hf import REPO_PLACEHOLDER
+
+    source, corpora = inputs
+    scripts = []
+    for name, chosen in (("hf", corpora), ("real-only", [])):
+        export_dataset(chosen, source, "hf", tmp_path / name)
+        text = (tmp_path / name / "README.md").read_text()
+        code = text.split("## Use it", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+        assert REPO_PLACEHOLDER in code
+        scripts.append(code.replace(REPO_PLACEHOLDER, str(tmp_path / name)))
+    assert 'load_dataset("' + str(tmp_path / "hf") + '", "weak")' in scripts[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", "\n".join(scripts)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run.stdout.splitlines()
+    assert len(printed) == 4 and printed[0].startswith("(32, 32, 3) {") and printed[2].startswith("(32, 32, 3) {")
+    assert set(eval(printed[1])) <= set(BCSS.classes) and eval(printed[1])  # the first weak image's tissue names
 
 
 # --- bad input: refuse clearly, leave nothing --------------------------------------------------
@@ -450,8 +582,9 @@ def test_real_bcss_mini_exports_load_with_mmseg_and_datasets(shared_data, tmp_pa
             np.testing.assert_array_equal(LoadAnnotations()(dict(info))["gt_seg_map"], read_mask(info["seg_map_path"]))
 
     ds = load_hf(tmp_path / "hf", tmp_path / "cache", monkeypatch)
-    assert ds.num_rows == {"train": 16, "train_real": 238, "validation": 14, "test": 14}
-    check_hf_pixels(ds, source, corpora)
+    weak = load_hf(tmp_path / "hf", tmp_path / "cache", monkeypatch, "weak")
+    assert ds.num_rows == {"train": 16, "validation": 14, "test": 14} and weak.num_rows == {"train": 238}
+    check_hf_pixels(ds, weak, source, corpora)
 
 
 def test_real_wsss4luad_val_images_are_kept_whole(shared_data, tmp_path):

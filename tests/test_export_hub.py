@@ -94,13 +94,14 @@ def test_push_then_load_dataset_from_the_fake_hub_round_trips_pixels(exported, h
     load = (
         "import sys; from datasets import load_dataset; from hisyngen.sources import open_source; "
         "from test_export import check_hf_pixels; "
-        "ds = load_dataset('user/tiny'); "
-        "check_hf_pixels(ds, open_source(sys.argv[1]), sys.argv[2:]); print(ds.num_rows)"
+        "ds = load_dataset('user/tiny'); weak = load_dataset('user/tiny', 'weak'); "
+        "check_hf_pixels(ds, weak, open_source(sys.argv[1]), sys.argv[2:]); print(ds.num_rows, weak.num_rows)"
     )
     loaded = subprocess.run([sys.executable, "-c", load, exported / "src", exported / "mosaic", exported / "bezier"],
                             env=env, capture_output=True, text=True, timeout=180)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert "'train': 8" in loaded.stdout and "'validation': 2" in loaded.stdout
+    assert loaded.stdout.split() == ["{'train':", "8,", "'validation':", "2,", "'test':", "2}", "{'train':",
+                                     f"{len(open_source(exported / 'src').train)}}}"]
     assert hub.unhandled == []
     assert set(hub.calls) == PUSH_AND_LOAD_ROUTES
 
@@ -110,14 +111,18 @@ def test_push_to_a_branch_updates_an_existing_repo(exported, hub, tmp_path):
     pushed = hisyngen(env, "push", exported / "hf", "--repo-id", "user/tiny", "--revision", "v2")
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.strip().endswith(f"{hub.url}/datasets/user/tiny/tree/v2")
-    # Re-exported with one shard per split: the push must drop the old shards, or `data/train-*` loads both.
+    first = hub.repos[("user", "tiny")].branches["v2"].files
+    assert len([p for p in first if p.startswith("weak/train-")]) > 1 and "label2color.json" in first
+    # Re-exported with one shard per split: the push must drop the old shards, or `data/train-*` (and
+    # `weak/train-*`) loads both.
     source = open_source(exported / "src")
     export_dataset([exported / "mosaic", exported / "bezier"], source, "hf", tmp_path / "hf-one-shard")
     again = hisyngen(env, "push", tmp_path / "hf-one-shard", "--repo-id", "user/tiny", "--revision", "v2")
     assert again.returncode == 0, again.stderr
     files = hub.repos[("user", "tiny")].branches["v2"].files
     assert sorted(p for p in files if p.startswith("data/train-")) == ["data/train-00000-of-00001.parquet"]
-    assert len([p for p in files if p.startswith("data/")]) == 4 and "README.md" in files
+    assert sorted(p for p in files if p.startswith("weak/")) == ["weak/train-00000-of-00001.parquet"]
+    assert len([p for p in files if p.startswith("data/")]) == 3 and "README.md" in files
     assert hub.repos[("user", "tiny")].branches["main"].files == {}
     assert "POST /api/datasets/{repo}/branch/{branch}" in hub.calls and hub.unhandled == []
 
@@ -164,4 +169,5 @@ def test_push_with_a_bad_token_or_folder_is_refused(exported, hub, tmp_path):
     assert result.returncode == 1 and "is an MMSeg export; push needs `hisyngen export --format hf`" in result.stderr
     result = hisyngen(env, "push", exported / "src", "--repo-id", "user/tiny")
     assert result.returncode == 1 and "is not a Hugging Face export (no README.md, id2label.json" in result.stderr
+    assert "data/*.parquet or weak/*.parquet" in result.stderr
     assert ("user", "tiny") not in hub.repos

@@ -30,8 +30,9 @@ def export(corpora: tuple[str, ...], source: str, dataset, spec_file, fmt: str, 
     """Export synthesized CORPORA and the real splits of --source as one dataset.
 
     Corpora of several strategies (mosaic + bezier) merge into the synthetic train split, each
-    sample keeping its strategy; the source adds train_real (real images, image-level labels only)
-    and val/test (real images with masks; the source background index becomes 255 = ignore).
+    sample keeping its strategy; the source adds train_real (real images, image-level labels only;
+    hf: the `weak` subset) and val/test (real images with masks; the source background index
+    becomes 255 = ignore).
     Masks are palette PNGs, 255 = ignore. Layouts: docs/formats.md.
 
     \b

@@ -1,6 +1,6 @@
 """``hisyngen push``: upload a Hugging Face export folder to a dataset repository on the Hub.
 
-The folder already is what the Hub serves (parquet shards, card, id2label.json), so pushing is:
+The folder already is what the Hub serves (parquet shards of each subset, card, label files), so pushing is:
 create the repository (and branch), upload the folder in one commit (the client first has the Hub
 validate the card's YAML).
 Every failure a user can fix becomes a one-line :class:`~hisyngen.errors.HisynError`.
@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 
 from hisyngen.errors import HisynError
+from hisyngen.export.hf import SUBSET_FOLDERS
 from hisyngen.safety import OWN_FILES
 
 REPO_TYPE = "dataset"
@@ -24,8 +25,8 @@ def check_hf_export(folder: Path) -> None:
     if (folder / "metainfo.json").is_file():
         raise HisynError(f"{folder} is an MMSeg export; push needs `hisyngen export --format hf`")
     missing = [name for name in ("README.md", "id2label.json") if not (folder / name).is_file()]
-    if not any((folder / "data").glob("*.parquet")):
-        missing.append("data/*.parquet")
+    if not any(any((folder / sub).glob("*.parquet")) for sub in SUBSET_FOLDERS.values()):
+        missing.append(" or ".join(f"{sub}/*.parquet" for sub in SUBSET_FOLDERS.values()))
     if missing:
         raise HisynError(f"{folder} is not a Hugging Face export (no {', '.join(missing)}); "
                          "make one with `hisyngen export ... --format hf`")
@@ -79,9 +80,10 @@ def push_export(folder: str | Path, repo_id: str, *, private: bool = False, toke
             api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
         try:
             # delete_patterns: shards of an earlier push that this export does not have would still
-            # match the card's `data/<split>-*` globs and be loaded as duplicate rows.
+            # match the card's `<subset folder>/<split>-*` globs and be loaded as duplicate rows.
             api.upload_folder(repo_id=repo_id, repo_type=REPO_TYPE, folder_path=folder, revision=revision,
-                              delete_patterns=["data/*"], ignore_patterns=sorted(OWN_FILES),  # local bookkeeping
+                              delete_patterns=[f"{sub}/*" for sub in SUBSET_FOLDERS.values()],
+                              ignore_patterns=sorted(OWN_FILES),  # local bookkeeping
                               commit_message=f"Upload {folder.name} with hisyngen")
         except HfHubHTTPError:
             raise  # some are ValueErrors too (400); handled below
