@@ -42,6 +42,17 @@ def test_smoke_variants_train_evaluate_and_render(tmp_path):
     assert again.returncode == 0 and len(json.loads(results.read_text())) == 2
     table = subprocess.run([sys.executable, str(TOOL), "--render", str(results)], capture_output=True, text=True)
     assert "| onelabel | 1 |" in table.stdout and "| full | 1 |" in table.stdout
+    # --precision bf16 is a measurement of its own: it trains (through BF16OptimWrapper) and is listed apart
+    bf16 = subprocess.run([*argv[:argv.index("--variants") + 1], "onelabel", *argv[argv.index("--variants") + 2:],
+                           "--precision", "bf16"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert bf16.returncode == 0, bf16.stdout[-2000:] + bf16.stderr[-3000:]
+    records = json.loads(results.read_text())
+    assert [(r["variant"], r["precision"]) for r in records[2:]] == [("onelabel", "bf16")]
+    assert "BF16OptimWrapper" in next((tmp_path / "work" / "runs" / "onelabel-s0-i2-bf16").glob("*.py")).read_text()
+    table = subprocess.run([sys.executable, str(TOOL), "--render", str(results)], capture_output=True, text=True)
+    assert "| onelabel | 1 |" in table.stdout and "| onelabel, bf16 | 1 |" in table.stdout
+    assert "- mIoU `onelabel` bf16 - fp32: " in table.stdout
 
     # the class mix printed for each corpus is what its mask PNGs hold
     mix = subprocess.run([sys.executable, str(TOOL), "--class-mix", str(tmp_path / "work")], capture_output=True, text=True)

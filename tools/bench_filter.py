@@ -1,12 +1,22 @@
-"""Filtering benchmark (issue 4 targets; results go in the README).
+"""Filtering benchmark (issue 4 and issue 16 targets; results go in the README).
 
-1. Scoring throughput of the ResNet-18 discriminator at 224x224, fp32, batch 64, with 1 and 2 torch
-   threads (images/s; target >= 25 per core).
-2. Per strategy on a real source (default ../shared/data/bcss-wsss-mini): train the discriminator
+1. Scoring and training-step throughput of the ResNet-18 discriminator at 224x224, batch 64, one
+   torch thread, per precision (fp32, bf16 autocast): each (case, precision) runs in its own process
+   (peak RSS is per process) and the precisions alternate within each of --rounds rounds, so both
+   see the same machine; medians and ranges. Scoring is what `filter` runs (BatchNorm folded,
+   channels-last); the training step is `fit`'s inner step (flips, forward, loss, backward, Adam).
+2. --agreement DISC[,DISC]: decisions of discriminators and precisions on held-out images (the
+   source's val+test images, never trained on, and fresh candidates of the strategy): agreement of
+   p_real > 0.5, accuracy, the kept sets of rank selection, and the largest score difference. The
+   first model is scored in fp32 and bf16; a second one (e.g. the same settings trained in bf16) in
+   bf16.
+3. Per strategy on a real source (default ../shared/data/bcss-wsss-mini): train the discriminator
    (paper settings, 5 epochs, 1,000 generated negatives; wall time on this machine), then filter
    until --kept samples are kept: held-out accuracy/precision/recall/F1/ROC-AUC, acceptance rate,
    the scorer's rate inside the loop and the time it spent waiting for generation.
 
+    OMP_NUM_THREADS=1 python tools/bench_filter.py --skip-training            # 1 only
+    OMP_NUM_THREADS=1 python tools/bench_filter.py --agreement DISC_FP32,DISC_BF16 -s bezier --candidates 2000
     OMP_NUM_THREADS=1 python tools/bench_filter.py [--source DIR] [--kept 300] [--epochs 5]
 """
 
@@ -25,25 +35,174 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bcss-wsss-mini"
 
 
-def scoring_rate(threads: int, batch: int = 64, size: int = 224, repeats: int = 3, folded: bool = True) -> float:
-    """Images/s of the discriminator as the filter runs it (BatchNorm folded into the convolutions)."""
+PRECISIONS = ("fp32", "bf16")
+CASES = ("score", "train-step")
+
+
+def run_case(case: str, precision: str, batch: int = 64, size: int = 224, warmup: int = 1, timed: int = 4) -> dict:
+    """Time ``case`` in this process at ``precision`` on one thread; images/s and peak RSS."""
+    import resource
+
     import torch
 
     from hisyngen.filtering.model import fold_batchnorm
-    from hisyngen.filtering.train import seeded_model
+    from hisyngen.filtering.train import _random_flips, seeded_model
+    from hisyngen.precision import autocast
 
-    torch.set_num_threads(threads)
-    model = seeded_model(0).eval()
-    model = (fold_batchnorm(model) if folded else model).to(memory_format=torch.channels_last)
-    images = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
-    best = 0.0
-    with torch.inference_mode():
-        model(images[:8])
-        for _ in range(repeats):
+    torch.set_num_threads(1)
+    cpu = torch.device("cpu")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 2, (batch,), generator=generator)
+    model = seeded_model(0).to(memory_format=torch.channels_last)
+    times = []
+    if case == "score":  # what `filter` runs
+        model = fold_batchnorm(model.eval()).to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            for _ in range(warmup + timed):
+                start = time.perf_counter()
+                with autocast(precision, cpu):
+                    torch.softmax(model(images).float(), dim=1)
+                times.append(time.perf_counter() - start)
+    else:  # one optimiser step of `fit`
+        model.train()
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        for _ in range(warmup + timed):
             start = time.perf_counter()
-            model(images)
-            best = max(best, batch / (time.perf_counter() - start))
-    return best
+            flipped = _random_flips(images, generator)
+            with autocast(precision, cpu):
+                loss = loss_fn(model(flipped).float(), labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            times.append(time.perf_counter() - start)
+    per_batch = median(times[warmup:])
+    return dict(case=case, precision=precision, batch=batch, size=size, images_per_s=batch / per_batch,
+                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def precision_rounds(precisions: list[str], rounds: int) -> list[dict]:
+    """Every case at every precision, each in a fresh process, the precisions alternating per round."""
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    rows = []
+    for case in CASES:
+        for round_ in range(rounds):
+            for precision in (precisions if round_ % 2 == 0 else precisions[::-1]):
+                proc = subprocess.run([sys.executable, __file__, "--case", case, "--precisions", precision],
+                                      env=env, capture_output=True, text=True)
+                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if proc.returncode or line is None:
+                    sys.exit(f"{case} ({precision}) failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+                rows.append(dict(json.loads(line[7:]), round=round_))
+                print(f"{case} {precision} round {round_ + 1}: {rows[-1]['images_per_s']:.1f} img/s, "
+                      f"{rows[-1]['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+    return rows
+
+
+def render_precisions(rows: list[dict], precisions: list[str]) -> list[str]:
+    """Markdown: per (case, precision) median [range] images/s, the bf16 speed-up as the median of
+    each round's ratio, and peak RSS."""
+    lines = ["| discriminator, 224 px, batch 64, 1 thread | precision | images/s, median [range] "
+             "| bf16 speed-up, median [range] | peak RSS (MiB) |", "|---|---|---|---|---|"]
+    for case in CASES:
+        by = {p: [r for r in rows if r["case"] == case and r["precision"] == p] for p in precisions}
+        for p in precisions:
+            rates = [r["images_per_s"] for r in by[p]]
+            if not rates:
+                continue
+            speed = "-"
+            if p != "fp32" and by.get("fp32"):
+                fp32 = {r["round"]: r["images_per_s"] for r in by["fp32"]}
+                ratios = [r["images_per_s"] / fp32[r["round"]] for r in by[p] if r["round"] in fp32]
+                speed = f"{median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+            name = {"score": "scoring (what `filter` runs)", "train-step": "training step (`fit`)"}[case]
+            lines.append(f"| {name} | {p} | {median(rates):.1f} [{min(rates):.1f}-{max(rates):.1f}] | {speed} "
+                         f"| {median([r['peak_rss_mib'] for r in by[p]]):.0f} |")
+    return lines
+
+
+# --- agreement of precisions (issue 16) --------------------------------------------------------
+
+def heldout_scores(source_dir: str, strategy_name: str, models: list[tuple[str, str]], candidates: int,
+                   batch: int = 64, seed: int = 1) -> dict:
+    """p_real of each (model dir, precision) on the source's val+test images and ``candidates``
+    fresh filter candidates of seed ``seed`` (the quality benchmark filtered seed 0; no discriminator trains
+    on the filter stream), scored as `filter` scores them."""
+    import numpy as np
+    import torch
+
+    from hisyngen.filtering.data import fit_size
+    from hisyngen.filtering.model import fold_batchnorm
+    from hisyngen.filtering.select import stratum
+    from hisyngen.filtering.train import load_discriminator
+    from hisyngen.imageio import read_rgb
+    from hisyngen.precision import autocast
+    from hisyngen.sources import open_source
+    from hisyngen.sources.pools import build_pool_pack
+    from hisyngen.synthesis import make_strategy, sample_rng
+
+    source = open_source(source_dir)
+    first_meta = load_discriminator(models[0][0])[1]
+    strategy = make_strategy(strategy_name, first_meta["strategy_params"], classes=source.spec.classes)
+    size = first_meta["image_size"]
+    pack, _ = build_pool_pack(source, cache_dir=Path(models[0][0]).parent.parent / "cache")
+    real = [fit_size(read_rgb(r.path), size) for r in source.val + source.test]
+    synthetic, strata = [], []
+    n = source.spec.num_classes
+    for index in range(candidates):
+        sample = strategy.generate(pack, sample_rng(seed, strategy.name, index, "filter"))
+        synthetic.append(fit_size(sample.image, size))
+        counts = sample.class_pixels(n)  # the manifest's `fractions`, which `filter` stratifies on
+        strata.append(stratum([round(int(c) / sample.mask.size, 6) for c in counts[:n]]))
+    images = real + synthetic
+    cpu = torch.device("cpu")
+    scores = {}
+    for folder, precision in models:
+        model = fold_batchnorm(load_discriminator(folder, strategy=strategy_name)[0]).to(memory_format=torch.channels_last)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch):
+                x = torch.from_numpy(np.stack(images[start:start + batch]))
+                with autocast(precision, cpu):
+                    logits = model(x)
+                parts.append(torch.softmax(logits.float(), dim=1)[:, 1].numpy())
+        scores[(folder, precision)] = np.concatenate(parts)
+        print(f"scored {len(images)} images with {folder} in {precision}", file=sys.stderr)
+    return dict(real=len(real), synthetic=len(synthetic), strata=strata, scores=scores)
+
+
+def agreement_rows(result: dict, oversample: float = 5.0) -> list[str]:
+    """Markdown: each (model, precision) against the first model in fp32."""
+    import numpy as np
+
+    from hisyngen.filtering.select import select_rank
+
+    n_real = result["real"]
+    labels = np.r_[np.ones(n_real), np.zeros(result["synthetic"])]
+    keep = max(1, int(result["synthetic"] / oversample))
+    (ref_key, ref), *others = result["scores"].items()
+    ref_kept = set(select_rank(result["strata"], ref[n_real:].tolist(), keep))
+    lines = [f"held-out: {n_real} real (val+test) + {result['synthetic']} fresh candidates; rank selection keeps "
+             f"{keep} of the candidates", "",
+             "| model, precision | accuracy (real / candidates) | decisions agreeing with the first, fp32 "
+             "| same kept set (rank) | largest score difference |", "|---|---|---|---|---|"]
+    for key, p in [(ref_key, ref), *others]:
+        right = (p > 0.5) == (labels == 1)
+        agree = float(np.mean((p > 0.5) == (ref > 0.5)))
+        kept = set(select_rank(result["strata"], p[n_real:].tolist(), keep))
+        lines.append(f"| {key[0]}, {key[1]} | {right.mean():.2%} ({right[:n_real].mean():.1%} / "
+                     f"{right[n_real:].mean():.1%}) | {agree:.2%} "
+                     f"| {len(kept & ref_kept) / keep:.1%} | {float(np.max(np.abs(p - ref))):.4f} |")
+    return lines
 
 
 def main() -> None:
@@ -60,16 +219,32 @@ def main() -> None:
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="keep the discriminators and filter outputs here (default: a deleted temporary folder)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (default both)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating precision rounds (medians over them)")
+    parser.add_argument("--agreement", metavar="DISC[,DISC]",
+                        help="compare decisions on held-out images: the first discriminator in fp32 and bf16, "
+                             "a second one in bf16; then exit")
+    parser.add_argument("-s", "--strategy", default="bezier", help="strategy of the --agreement discriminators")
+    parser.add_argument("--candidates", type=int, default=2000, help="fresh candidates for --agreement")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        parser.error("--precisions takes fp32 and/or bf16")
+    if args.case:
+        print("RESULT " + json.dumps(run_case(args.case, precisions[0])))
+        return
+    if args.agreement:
+        folders = [f.strip() for f in args.agreement.split(",") if f.strip()]
+        models = [(folders[0], "fp32"), (folders[0], "bf16")] + [(f, "bf16") for f in folders[1:]]
+        print("\n".join(agreement_rows(heldout_scores(args.source, args.strategy, models, args.candidates))))
+        return
 
     import torch
 
-    results: dict = {"scoring": {}, "strategies": {}}
-    for threads in (1, 2):
-        for folded in (False, True):  # interleaved, so both see the same machine
-            key = f"{threads}{'-folded' if folded else ''}"
-            results["scoring"][key] = scoring_rate(threads, folded=folded)
-            print(f"scoring, {key} thread(s): {results['scoring'][key]:.1f} img/s", file=sys.stderr)
+    from hisyngen.precision import cpu_bf16_flags
+
+    results: dict = {"precision_rounds": precision_rounds(precisions, args.rounds), "strategies": {}}
     if not args.skip_training:
         from hisyngen.filtering.filter import FilterStopped, filter_corpus
         from hisyngen.filtering.train import TrainConfig, train_filter
@@ -110,12 +285,9 @@ def main() -> None:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nsource: {args.source} · {os.cpu_count()} CPUs · torch {torch.__version__}\n")
-    print("| discriminator scoring, 224x224 fp32 batch 64 | eager | BatchNorm folded (what `filter` runs) |")
-    print("|---|---|---|")
-    for threads in (1, 2):
-        print(f"| {threads} thread{'s' if threads > 1 else ''} | {results['scoring'][str(threads)]:.1f} "
-              f"| {results['scoring'][f'{threads}-folded']:.1f} |")
+    print(f"\nsource: {args.source} · {os.cpu_count()} CPUs · torch {torch.__version__} · "
+          f"native bf16 flags: {', '.join(cpu_bf16_flags()) or 'none'}\n")
+    print("\n".join(render_precisions(results["precision_rounds"], precisions)))
     if results["strategies"]:
         print(f"\n| strategy | train ({args.epochs} epochs, {args.threads} threads) | train / held-out (real + synthetic) "
               "| held-out accuracy | precision | recall | F1 | ROC-AUC | acceptance | scorer rate in loop | waiting for generation |")

@@ -149,7 +149,7 @@ def export_variant(source: Any, variant: str, corpora: dict[str, Path], work: Pa
 
 def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Namespace, seed: int,
                   num_classes: int) -> list[str]:
-    from hisyngen.configs import data_root_options, mmseg_config_path, stock_tool
+    from hisyngen.configs import data_root_options, mmseg_config_path, precision_options, stock_tool
 
     crop = args.crop
     # --crop-mode window: RandomResizedCrop keeps the tissue's scale, a crop smaller than the images
@@ -160,6 +160,7 @@ def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Name
                f"default_hooks.checkpoint.interval={args.iters}", f"randomness.seed={seed}",
                f"model.data_preprocessor.size=({crop},{crop})", f"train_dataloader.dataset.pipeline.2.size=({crop},{crop})",
                f"train_dataloader.dataset.pipeline.2.scale=({0.9 * top:.4f},{top:.4f})"]
+    options += precision_options(args.precision)  # what `hisyngen train --precision` adds
     if VARIANTS[variant]["real"]:
         options += [f"train_dataloader.batch_size={2 * args.synthetic_per_step}", "train_dataloader.batch_sampler.ratio=(1,1)"]
     else:
@@ -171,37 +172,14 @@ def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Name
 
 def evaluate(run_dir: Path, pairs: list[Any], spec: Any, slide: bool, overlays: int) -> dict[str, Any]:
     """Per-class IoU / mIoU / fwIoU of the final checkpoint on ``pairs`` (background and 255 excluded)."""
-    import hisyngen.mmseg  # noqa: F401  (compat + registration)
-    from mmseg.apis import inference_model, init_model
+    from hisyngen.imageio import atomic_write_bytes, encode_rgb_png
+    from hisyngen.mmseg.evaluate import evaluate_checkpoint, final_checkpoint
 
-    from hisyngen.imageio import atomic_write_bytes, encode_rgb_png, read_mask, read_rgb
-    from hisyngen.mmseg.metrics import iou_scores
-    from hisyngen.preview import overlay
-
-    config = next(run_dir.glob("*.py"))
-    checkpoint = max(run_dir.glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
-    model = init_model(str(config), str(checkpoint), device="cpu")
-    if slide:
-        model.test_cfg = dict(mode="slide", crop_size=(224, 224), stride=(112, 112))
-    c = spec.num_classes
-    confusion = np.zeros((c, c), np.int64)
-    for k, record in enumerate(pairs):
-        result = inference_model(model, str(record.path))
-        pred = result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
-        gt = read_mask(record.mask_path, spec).astype(np.int64)
-        valid = gt < c  # drops the background index and 255
-        confusion += np.bincount(gt[valid] * c + pred[valid], minlength=c * c).reshape(c, c)
-        if k < overlays:
-            image = read_rgb(record.path)
-            shown_gt = np.where(valid, gt, 255).astype(np.uint8)
-            shown_pred = np.where(valid, pred, 255).astype(np.uint8)
-            sheet = np.concatenate([image, overlay(image, shown_gt, spec), overlay(image, shown_pred, spec)], axis=1)
-            atomic_write_bytes(run_dir / f"prediction-{k}.png", encode_rgb_png(sheet))
-    intersect = np.diag(confusion)
-    scores = iou_scores(intersect, confusion.sum(0) + confusion.sum(1) - intersect, confusion.sum(1))
-    return {"mIoU": round(100 * scores["mIoU"], 2), "fwIoU": round(100 * scores["fwIoU"], 2),
-            "IoU": {name: round(100 * float(v), 2) for name, v in zip(spec.classes, scores["IoU"])},
-            "pixels": int(confusion.sum())}
+    scores, sheets = evaluate_checkpoint(next(run_dir.glob("*.py")), final_checkpoint(run_dir), pairs, spec,
+                                         slide=slide, overlays=overlays)
+    for k, sheet in enumerate(sheets):
+        atomic_write_bytes(run_dir / f"prediction-{k}.png", encode_rgb_png(sheet))
+    return scores
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -223,7 +201,8 @@ def run_all(args: argparse.Namespace) -> None:
             settings = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters, "crop": args.crop,
                         "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
                         "synthetic_per_step": args.synthetic_per_step}
-            if any(all(r.get(k) == v for k, v in settings.items()) for r in done):  # measured already
+            if any(all(r.get(k) == v for k, v in settings.items()) and record_precision(r) == args.precision
+                   for r in done):  # measured already
                 continue
             jobs.append((variant, seed))
     jobs.sort(key=lambda job: not VARIANTS[job[0]]["real"])  # the longest run first: no lone run at the end
@@ -233,11 +212,12 @@ def run_all(args: argparse.Namespace) -> None:
         while jobs and len(running) < args.parallel:
             variant, seed = jobs.pop(0)
             export = export_variant(source, variant, corpora, work)
-            run_dir = work / "runs" / f"{variant.replace('+', '_')}-s{seed}-i{args.iters}"
+            run_dir = work / "runs" / (f"{variant.replace('+', '_')}-s{seed}-i{args.iters}"
+                                       + ("" if args.precision == "fp32" else f"-{args.precision}"))
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
             argv = train_command(variant, export, run_dir, args, seed, source.spec.num_classes)
-            log(f"train {variant} seed {seed} ({args.iters} iterations)")
+            log(f"train {variant} seed {seed} ({args.iters} iterations, {args.precision})")
             handle = open(run_dir / "train.log", "w")
             running.append((variant, seed, run_dir, subprocess.Popen(argv, cwd=run_dir, env=env, stdout=handle,
                                                                    stderr=subprocess.STDOUT), time.perf_counter()))
@@ -254,7 +234,8 @@ def run_all(args: argparse.Namespace) -> None:
             record = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters,
                       "synthetic_per_step": args.synthetic_per_step, "real_per_step": args.synthetic_per_step
                       if VARIANTS[variant]["real"] else 0, "crop": args.crop, "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
-                      "train_seconds": round(seconds, 1), "eval_images": len(pairs), **scores}
+                      "precision": args.precision, "train_seconds": round(seconds, 1), "eval_images": len(pairs),
+                      **scores}
             done = json.loads(results_path.read_text()) if results_path.is_file() else []
             done.append(record)
             results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,8 +257,8 @@ def render(results_path: str) -> str:
                   f"images, {first['count']} samples per corpus, evaluated on {first['eval_images']} held-out images ({first['pixels']:,} tissue pixels)",
                   "", "| variant | seeds | mIoU | fwIoU | " + " | ".join(f"IoU {c}" for c in classes) + " | train time |",
                   "|---|---|---|---|" + "---|" * len(classes) + "---|"]
-        for variant in VARIANTS:
-            runs = [r for r in rows if r["variant"] == variant]
+        for variant, precision in [(v, p) for v in VARIANTS for p in ("fp32", "bf16")]:
+            runs = [r for r in rows if r["variant"] == variant and record_precision(r) == precision]
             if not runs:
                 continue
 
@@ -290,15 +271,28 @@ def render(results_path: str) -> str:
             cells = [stat([r["mIoU"] for r in runs]), stat([r["fwIoU"] for r in runs])]
             cells += [stat([r["IoU"][c] for r in runs]) for c in classes]
             minutes = np.mean([r["train_seconds"] for r in runs]) / 60
-            lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + f" | {minutes:.0f} min |")
+            label = variant if precision == "fp32" else f"{variant}, {precision}"
+            lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {minutes:.0f} min |")
         lines += ["", *paired_differences(rows), ""]
     return "\n".join(lines)
 
 
+def record_precision(record: dict) -> str:
+    """The training precision of a result (records from before ``--precision`` trained in fp32)."""
+    return record.get("precision", "fp32")
+
+
 def paired_differences(rows: list[dict]) -> list[str]:
-    """mIoU differences the targets are about, paired by seed (the same training seed in both variants)."""
-    by_key = {(r["variant"], r["seed"]): r["mIoU"] for r in rows}
+    """mIoU differences the targets are about, paired by seed (the same training seed in both variants);
+    and bf16 - fp32 of each variant trained both ways."""
     lines = []
+    for variant in dict.fromkeys(r["variant"] for r in rows if record_precision(r) == "bf16"):
+        pairs = {(record_precision(r), r["seed"]): r["mIoU"] for r in rows if r["variant"] == variant}
+        seeds = sorted(s for p, s in pairs if p == "bf16" and ("fp32", s) in pairs)
+        if seeds:
+            diffs = ", ".join(f"{pairs[('bf16', s)] - pairs[('fp32', s)]:+.1f} (seed {s})" for s in seeds)
+            lines.append(f"- mIoU `{variant}` bf16 - fp32: {diffs}")
+    by_key = {(r["variant"], r["seed"]): r["mIoU"] for r in rows if record_precision(r) == "fp32"}
     for better, baseline in (("full", "onelabel"), ("filtered", "mosaic+bezier"), ("full", "unfiltered+real"),
                              ("unfiltered+real", "mosaic+bezier"), ("filtered", "filtered-paper"),
                              ("full", "full-paper"), ("filtered-paper", "mosaic+bezier")):
@@ -363,6 +357,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="synthetic image size")
     parser.add_argument("--config", default="cpu_deeplabv3plus_r18")
     parser.add_argument("--parallel", type=int, default=2, help="trainings at once (1 thread each)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="DeepLabV3+ training precision, as `hisyngen train --precision` (bf16: bf16 "
+                             "autocast, float32 weights); results record it and bf16 runs are listed apart")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
     parser.add_argument("--disc-epochs", type=int, default=5)
     parser.add_argument("--disc-image-size", type=int, default=224)
