@@ -110,7 +110,8 @@ def default_tags(plan: ExportPlan) -> list[str]:
 
 
 def features(classes: list[str] | tuple[str, ...], strategies: list[str]) -> "datasets.Features":
-    """The columns of every split (one schema for all, so they concatenate and share ClassLabels)."""
+    """The columns of the default subset's splits (one schema for all, so they concatenate and share
+    ClassLabels); the ``weak`` subset has :data:`WEAK_COLUMNS` of them (:func:`weak_features`)."""
     from datasets import ClassLabel, Features, Image, Sequence, Value
 
     return Features({
@@ -273,7 +274,7 @@ def write_hf(plan: ExportPlan, folder: Path, *, command: str | None = None, lice
     return counts
 
 
-def label_files(spec: Any) -> dict[str, dict[str, Any]]:
+def label_files(spec: DatasetSpec) -> dict[str, dict[str, Any]]:
     """``id2label.json`` (index -> class, what the transformers examples read) and ``label2color.json``
     (class -> RGB of the mask palette). Classes only: 255 is ignore, not a label."""
     return {
@@ -390,12 +391,14 @@ def publishable(text: str, plan: ExportPlan) -> str:
     """``text`` as a published card may carry it: secrets redacted (:func:`hisyngen.safety.redact`) and the
     local folders of this export (source, corpora, the working and home folders) without their location."""
     text = redact(text)
-    shown: dict[str, str] = {str(Path.home()): "~", str(Path.cwd()): "."}
+    shown = {os.path.expanduser("~"): "~", os.getcwd(): "."}
     for folder in (Path(plan.source.root), *(c.folder for c in plan.corpora)):
         for form in (folder.absolute(), folder.resolve()):
             shown[str(form)] = form.name
-    for path in sorted(shown, key=len, reverse=True):  # the longest first: a corpus inside the home folder
-        if len(path) > 1:  # keeps its own name, not ~/...
+    # The longest first, so a corpus inside the home folder shows as its name, not as ~/...; a path only
+    # where it ends (at a separator, white space, quote or bracket), so /data never matches /database.
+    for path in sorted(shown, key=len, reverse=True):
+        if os.path.isabs(path) and len(path) > 1:
             text = re.sub(re.escape(path) + r"(?=$|[/\s'\"`|),;\]])", lambda m: shown[path], text)
     return text
 
