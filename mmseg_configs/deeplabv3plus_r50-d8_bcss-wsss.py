@@ -2,24 +2,16 @@
 # real images per step, AdamW 1e-4 / wd 0.05, 25 epochs, whole-image evaluation of the 224 patches.
 #
 #   hisyngen train bcss-wsss --data-root EXPORT_DIR            (or the stock tools/train.py, README)
-_base_ = [
-    './_base_/hisynseg_runtime.py', './_base_/hisynseg_deeplabv3plus_r50-d8.py',
-    './_base_/hisynseg_data.py', './_base_/hisynseg_schedule.py'
-]
+_base_ = ['./_base_/hisynseg_paper.py']
+from hisyngen.configs import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
 from hisyngen.spec import get_spec  # noqa: E402  (class count: the one place is hisyngen.spec)
 
 num_classes = get_spec('bcss-wsss').num_classes
 data_root = 'data/bcss-wsss-export'
-
-# Epochs -> iterations (see _base_/hisynseg_schedule.py). Paper export: 7,200 filtered images per
-# strategy x (Mosaic, Bezier). `hisyngen train` recomputes the iterations for the
-# export it trains on; with the stock train.py on another export size set train_cfg.max_iters,
-# train_cfg.val_interval and default_hooks.checkpoint.interval.
-num_synthetic = 14400
-synthetic_per_step = 32
+num_synthetic = 14400  # paper export: 7,200 filtered images per strategy x (Mosaic, Bezier)
 epochs = 25
-iters_per_epoch = -(-num_synthetic // synthetic_per_step)
 
+iters_per_epoch = iterations_for_epochs(num_synthetic, _base_.synthetic_per_step, epochs)[1]
 model = dict(decode_head=dict(num_classes=num_classes))
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))

@@ -2,6 +2,7 @@
 
 import math
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,6 +122,53 @@ def test_schedules_convert_epochs_to_iterations():
     wsss = Config.fromfile(mmseg_config_path("wsss4luad"))
     assert wsss.train_cfg.max_iters == 60 * 225 and wsss.train_cfg.val_interval == 225
     assert iterations_for_epochs(100, 32, 2) == (8, 4)
+
+
+PAPER_CONFIGS = ("deeplabv3plus_r50-d8_bcss-wsss", "deeplabv3plus_r50-d8_luad-histoseg", "deeplabv3plus_r50-d8_wsss4luad")
+STOCK_MODEL = "_base_/models/deeplabv3plus_r50-d8.py"
+
+
+def _top_level_base(path):
+    """The ``_base_`` list a config file declares (read, not executed)."""
+    import ast
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["_base_"]:
+            return ast.literal_eval(node.value)
+    return []
+
+
+def test_paper_model_inherits_mmseg_stock_deeplabv3plus():
+    import mmseg
+
+    from hisyngen.configs import CONFIG_DIR
+
+    assert f"mmseg::{STOCK_MODEL}" in _top_level_base(CONFIG_DIR / "_base_" / "hisynseg_deeplabv3plus_r50-d8.py")
+    stock = Config.fromfile(str(Path(mmseg.__file__).parent / ".mim" / "configs" / STOCK_MODEL)).model
+    ours = Config.fromfile(mmseg_config_path("bcss-wsss")).model
+    assert ours.backbone == stock.backbone and ours.pretrained == stock.pretrained
+    changed = {"type", "num_classes", "loss_decode", "cam_dropout", "loss_cls", "loss_reg"}  # what HisynSeg changes
+    assert {k: v for k, v in ours.decode_head.items() if k not in changed} == \
+        {k: v for k, v in stock.decode_head.items() if k not in changed}
+    assert ours.decode_head.loss_decode == dict(type="MultiClassDiceLoss", loss_weight=1.0)  # no stock CE keys left
+    assert ours.auxiliary_head is None and ours.data_preprocessor == dict(stock.data_preprocessor, size=(224, 224))
+
+
+def test_dataset_configs_share_one_base(tmp_path):
+    import ast
+    import shutil
+
+    from hisyngen.configs import CONFIG_DIR
+
+    copy = shutil.copytree(CONFIG_DIR, tmp_path / "configs")
+    with open(copy / "_base_" / "hisynseg_paper.py", "a") as handle:  # one change in the shared base...
+        handle.write("\noptim_wrapper = dict(optimizer=dict(lr=2e-4))\n")
+    for name in (*PAPER_CONFIGS, "deeplabv3plus_r50-d8_bcss-wsss_stage2", "deeplabv3plus_r50-d8_luad-histoseg_stage2"):
+        assert Config.fromfile(str(copy / f"{name}.py")).optim_wrapper.optimizer.lr == 2e-4, name  # ...reaches all
+    # and two dataset configs differ only in the dataset, its export folder and its synthetic image count
+    bcss, luad = ([ast.dump(node) for node in ast.parse((CONFIG_DIR / f"{name}.py").read_text()).body]
+                  for name in PAPER_CONFIGS[:2])
+    assert len([statement for statement in bcss if statement not in luad]) == 3
 
 
 def test_wsss4luad_evaluation_protocol():

@@ -1,0 +1,13 @@
+# What the three paper configs share (SPEC.md s6-7): DeepLabV3+ R50-D8 with the CAM-consistency
+# head, the HisynSeg data pipeline (224 crops, 32 synthetic + 32 real images per step), AdamW
+# 1e-4 / wd 0.05 at a constant rate. A dataset config sets its class count, export folder,
+# synthetic image count and epochs, and points the model, dataloaders and schedule at them.
+#
+# Epochs -> iterations (see hisynseg_schedule.py): an epoch is one pass over the synthetic images,
+#     iters_per_epoch = ceil(num_synthetic / synthetic_per_step)    (hisyngen.configs.iterations_for_epochs)
+# `hisyngen train` recomputes the iterations for the export it trains on; with the stock train.py on
+# another export size set train_cfg.max_iters, train_cfg.val_interval and default_hooks.checkpoint.interval.
+_base_ = ['./hisynseg_runtime.py', './hisynseg_deeplabv3plus_r50-d8.py', './hisynseg_data.py',
+          './hisynseg_schedule.py']
+
+synthetic_per_step = 32  # half of train_dataloader.batch_size (MixedBatchSampler ratio 1:1)
