@@ -484,7 +484,7 @@ def synthesize(
     With ``shard=(i, n)`` only the i-th of n contiguous index ranges is generated (merge the shards
     with :func:`merge_corpora`).
     """
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     from hisyngen.sources.inspect import skipped_warning
     from hisyngen.sources.pools import build_pool_pack
@@ -530,7 +530,7 @@ def synthesize(
 @locks_output("out")
 def merge_corpora(shards: list[str | Path], out: str | Path, progress: bool = False) -> dict[str, Any]:
     """Merge complete shards (``--shard i/n`` for every i) into one corpus identical to an unsharded run."""
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     if not shards:
         raise HisynError("merge needs at least one shard folder")

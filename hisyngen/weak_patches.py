@@ -47,7 +47,7 @@ def make_weak_patches(
 
     Returns a summary (windows per label combination, held-out images).
     """
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     spec = source.spec
     records = source.splits.get(split, [])

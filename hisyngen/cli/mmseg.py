@@ -176,7 +176,7 @@ def pseudo_label(config: str, checkpoint: str, export_dir: str, device: str | No
 
     progress = None
     if not quiet:
-        from tqdm import tqdm
+        from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
         def progress(items: Iterable[str]) -> Iterable[str]:
             return tqdm(items, desc="pseudo masks", unit="img")

@@ -66,7 +66,7 @@ def export_dataset(
 
 def _export(corpora: Iterable[str | Path], source: Any, fmt: str, out: Path, *, overwrite: bool, command: str | None,
             license: str | None, tags: list[str] | None, max_shard_bytes: int | None, progress: bool) -> ExportSummary:
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     started = time.perf_counter()
     corpora = [Path(c) for c in corpora]

@@ -142,7 +142,7 @@ def filter_corpus(
     the scored batches are kept, so rerunning with a larger limit resumes.
     """
     import torch
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     from hisyngen.filtering.data import fit_size
     from hisyngen.filtering.model import REAL, fold_batchnorm

@@ -270,7 +270,7 @@ def fit(
 
     Returns the model (on CPU, eval mode) and a report: split sizes, curve, held-out metrics.
     """
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     if len(real) < 2 or len(synthetic) < 2:
         raise HisynError(f"need at least 2 real and 2 synthetic images to train, got {len(real)} and {len(synthetic)}")

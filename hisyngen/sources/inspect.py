@@ -110,7 +110,7 @@ def inspect_source(
     With ``check_pixels`` every train image is fully decoded (finds truncated files); val/test
     images and masks are always decoded.
     """
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     spec = source.spec
     problems = list(source.problems)

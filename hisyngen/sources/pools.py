@@ -182,7 +182,7 @@ def build_pool_pack(
 def _build_pack(source: Source, records: list[Record], params: BackgroundParams, folder: Path,
                 progress: bool) -> tuple[PoolPack, list[Problem]]:
     """Decode ``records`` into a new pack at ``folder`` (replacing a damaged one); caller holds the lock."""
-    from tqdm import tqdm
+    from hisyngen.progress import progress_bar as tqdm  # a bar on a terminal, log lines elsewhere
 
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
