@@ -241,27 +241,34 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
-def train_commands(dataset: str, export_dir: Path) -> tuple[str, str | None]:
-    """(hisyngen train command, plain stock mmseg command; None without the OpenMMLab extra) for an MMSeg export.
+def train_commands(dataset: str, export_dir: Path, work_root: Path) -> dict[str, Any]:
+    """The summary's training commands for an MMSeg export (runs go to ``work_root/<config>``).
 
-    The stock command carries what ``hisyngen train`` would set for this export (data root, class
-    count, iterations for the config's epochs on its number of synthetic images).
+    ``train_commands``: :func:`hisyngen.train_plan.machine_train_commands`, the one that finishes on
+    this machine first (``train_command`` is its text); ``stock_train_command``: the paper's R50-D8
+    with the stock script, carrying what ``hisyngen train`` would set for this export (data root,
+    class count, iterations for the config's epochs on its number of synthetic images, no pretrained
+    weights when they are not cached); None without the OpenMMLab extra.
     """
-    from hisyngen.configs import export_options, load_mmseg_config, mmseg_config_path, schedule_options, stock_tool
+    from hisyngen.configs import export_options, load_mmseg_config, schedule_options, stock_tool
     from hisyngen.extras import missing_openmmlab
+    from hisyngen.train_plan import machine_train_commands, paper_config
 
-    try:
-        config = mmseg_config_path(dataset)
-    except HisynError:  # custom dataset: the BCSS config (fitted to the export's classes)
-        config = mmseg_config_path("bcss-wsss")
-    root = str(export_dir.resolve())
-    hisyngen = f"hisyngen train {config.stem} --data-root {root}"
+    commands = machine_train_commands(dataset, export_dir, work_root)
+    out: dict[str, Any] = {"train_commands": [c.as_dict() for c in commands], "train_command": commands[0].text,
+                           "stock_train_command": None}
     if missing_openmmlab():  # the core install: fitting the stock command to the export needs mmengine
-        return hisyngen, None
+        return out
+    config = paper_config(dataset)
+    root = str(export_dir.resolve())
     cfg = load_mmseg_config(config)
     options = export_options(cfg, root)[0] + schedule_options(cfg, root, 1, None)[0]
-    stock = f"python {stock_tool('train')} {config} --cfg-options {' '.join(options)}"
-    return hisyngen, stock
+    paper = next(c for c in commands if c.device == "gpu")
+    if "--no-pretrained" in paper.args:
+        options.append("model.pretrained=None")
+    out["stock_train_command"] = (f"python {stock_tool('train')} {config} --work-dir {paper.work_dir} "
+                                  f"--cfg-options {' '.join(options)}")
+    return out
 
 
 class _PoolCounts:
@@ -585,8 +592,9 @@ class Build:
                    "strategies": strategies, "exports": exports, "push": results.get("push"),
                    "seconds_this_run": round(seconds, 2), "precision": self.precision()}
         if "mmseg" in exports:
-            summary["train_command"], summary["stock_train_command"] = train_commands(
-                self.dataset, Path(exports["mmseg"]["path"]))
+            from hisyngen.train_plan import WORK_FOLDER
+
+            summary.update(train_commands(self.dataset, Path(exports["mmseg"]["path"]), self.out / WORK_FOLDER))
         return summary
 
 
@@ -618,10 +626,14 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"preview {name}: {s['preview']}")
     if summary.get("push"):
         lines.append(f"pushed: {summary['push'].get('url', summary['push'])}")
-    if summary.get("train_command"):
-        lines += ["", "train DeepLabV3+ on it:", f"  {summary['train_command']}"]
+    if summary.get("train_commands"):
+        lines += ["", "train DeepLabV3+ on it:"]
+        for command in summary["train_commands"]:
+            lines += [f"  {command['label']}:", f"    {command['command']}"]
+            if command.get("note"):
+                lines.append(f"    ({command['note']})")
         if summary.get("stock_train_command"):
-            lines += ["or with the stock MMSegmentation script:", f"  {summary['stock_train_command']}"]
+            lines += ["  or the paper's config with the stock MMSegmentation script:", f"    {summary['stock_train_command']}"]
         else:
             from hisyngen.extras import OPENMMLAB_INSTALL
 

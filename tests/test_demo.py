@@ -37,3 +37,78 @@ def test_demo_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("x")
     with pytest.raises(HisynError, match="not a hisyngen demo source"):
         write_demo_source(tmp_path)
+
+
+def test_demo_train_without_mmsegmentation_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    import hisyngen.extras
+    from click.testing import CliRunner
+
+    from hisyngen.cli import cli
+
+    monkeypatch.setattr(hisyngen.extras, "missing_openmmlab", lambda: ["mmseg", "mmengine"])
+    result = CliRunner().invoke(cli, ["demo", "--train", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("error: hisyngen demo --train needs MMSegmentation") and "hisyngen[mmseg" in result.output
+    assert not (tmp_path / "demo").exists()  # refused before minutes of building
+
+
+# The tiny demo of the slow test: small images, one-epoch 32 px discriminators (as tests/test_build.py).
+TINY_DEMO = DemoSize(single_per_class=3, multi=6, val=2, test=2, size=96)
+TINY_BUILD = {
+    "count": 6,
+    "synthesis": {"size": 48},
+    "discriminator": {"epochs": 1, "negatives": 16, "image_size": 32, "batch_size": 8},
+    "realism": {"max_images": 16, "epochs": 1, "image_size": 32},
+    "filter_batch_size": 4,
+}
+# The one change to the printed command: 2 steps instead of its CPU_TRIAL_ITERATIONS, so the test stays
+# within ~3 minutes on a loaded 2-core CI box (mmengine lets this last --cfg-options value win).
+FEWER_STEPS = ("--cfg-options", "train_cfg.max_iters=2")
+
+
+@pytest.mark.slow
+def test_the_printed_cpu_command_and_demo_train_run_to_the_end(tmp_path, capsys):
+    import json
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    pytest.importorskip("mmseg")
+    from hisyngen.cli.build import run_demo
+    from hisyngen.train_plan import CPU_TRIAL_CONFIG
+
+    out = tmp_path / "demo"
+    summary = run_demo(out, seed=0, workers=1, sizes=TINY_DEMO, settings=TINY_BUILD)
+    printed = capsys.readouterr().out
+    command = next(line.strip() for line in printed.splitlines()
+                   if line.strip().startswith(f"hisyngen train {CPU_TRIAL_CONFIG} "))
+    assert summary["train_commands"][0]["command"] == command  # the JSON summary carries the same
+    assert f"hisyngen demo --out {out} --train" in printed
+
+    # the printed command, run as a user runs it, to the end
+    work = tmp_path / "demo" / "build" / "train" / CPU_TRIAL_CONFIG
+    done = subprocess.run([sys.executable, "-m", "hisyngen", *shlex.split(command)[1:], *FEWER_STEPS],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert (work / "iter_2.pth").is_file()
+
+    # demo --train: the build is resumed (all done), the same command trains, the test masks evaluate
+    trained = run_demo(out, seed=0, workers=1, sizes=TINY_DEMO, settings=TINY_BUILD, train=True,
+                       train_args=FEWER_STEPS)["train"]
+    captured = capsys.readouterr()
+    assert "already done" in captured.err and "[1/" in captured.err
+    assert trained["command"] == shlex.join([*shlex.split(command), *FEWER_STEPS]) and not trained["reused"]
+    match = re.search(r"test mIoU (\d+\.\d\d), fwIoU (\d+\.\d\d) on the 2 demo test masks", captured.out)
+    assert match and float(match[1]) == trained["mIoU"] and float(match[2]) == trained["fwIoU"]
+    assert 0 <= trained["mIoU"] <= 100 and trained["pixels"] > 0 and set(trained["IoU"]) == {"TUM", "STR", "LYM", "NEC"}
+    sheet = read_rgb(out / "prediction.png")
+    assert sheet.shape[1] == 3 * TINY_DEMO.size and sheet.shape[0] > 2 * TINY_DEMO.size  # 2 rows + title + legend
+    assert f"prediction overlay (image | ground truth | prediction): {out / 'prediction.png'}" in captured.out
+
+    # a rerun reuses the finished training; --json carries the same figures
+    again = run_demo(out, seed=0, workers=1, sizes=TINY_DEMO, settings=TINY_BUILD, train=True,
+                     train_args=FEWER_STEPS, as_json=True)
+    reported = json.loads(capsys.readouterr().out)
+    assert reported["train"]["reused"] and reported["train"]["mIoU"] == trained["mIoU"] == again["train"]["mIoU"]
+    assert reported["train_commands"] == summary["train_commands"]

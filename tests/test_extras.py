@@ -31,7 +31,7 @@ BLOCKED = textwrap.dedent('''
         result = CliRunner().invoke(hisyngen.cli.cli, args)
         out[" ".join(args)] = [result.exit_code, result.output]
     from pathlib import Path
-    out["train_commands"] = hisyngen.pipeline.train_commands("bcss-wsss", Path("exports/mmseg"))
+    out["train_commands"] = hisyngen.pipeline.train_commands("bcss-wsss", Path("exports/mmseg"), Path("train"))
     try:
         import hisyngen.mmseg
     except ImportError as exc:
@@ -58,8 +58,12 @@ def test_core_commands_need_no_openmmlab_and_training_names_the_extra():
         assert code == 1 and text.count("\n") == 1, text  # one line, no traceback
         assert text.startswith(f"error: hisyngen {command} needs MMSegmentation (mmseg, mmengine, mmcv not installed)")
         assert "'hisyngen[mmseg-cpu]'" in text and "'hisyngen[mmseg]' plus the full mmcv" in text
-    hisyngen_command, stock = out["train_commands"]
-    assert hisyngen_command.startswith("hisyngen train deeplabv3plus_r50-d8_bcss-wsss --data-root ") and stock is None
+    commands = out["train_commands"]
+    assert commands["train_command"].startswith("hisyngen train ") and commands["stock_train_command"] is None
+    paper = next(c for c in commands["train_commands"] if c["device"] == "gpu")
+    # no mmengine, no way to read the config's weights: the printed R50-D8 command stays offline-safe
+    assert paper["command"].startswith("hisyngen train deeplabv3plus_r50-d8_bcss-wsss --data-root ")
+    assert "--no-pretrained" in paper["command"]
     assert out["plugin"].startswith("hisyngen.mmseg needs MMSegmentation") and "mmseg-cpu" in out["plugin"]
 
 
@@ -67,7 +71,9 @@ def test_build_summary_without_openmmlab_says_how_to_get_the_stock_command():
     from hisyngen.pipeline import render_summary
 
     summary = {"out": "o", "source": "s", "dataset": "bcss-wsss", "seconds_this_run": 1.0, "strategies": {},
-               "exports": {}, "train_command": "hisyngen train x --data-root e", "stock_train_command": None}
+               "exports": {}, "train_command": "hisyngen train x --data-root e", "stock_train_command": None,
+               "train_commands": [{"device": "cpu", "label": "l", "command": "hisyngen train x --data-root e",
+                                   "work_dir": "w", "note": None}]}
     text = render_summary(summary)
     assert "None" not in text and "hisyngen train x --data-root e" in text
     assert "training needs MMSegmentation: pip install 'hisyngen[mmseg-cpu]'" in text
