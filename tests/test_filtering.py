@@ -373,3 +373,185 @@ def test_filter_train_reports_class_presence_and_per_class_scores(source, tmp_pa
     off = train_filter(source, strategy, tmp_path / "p", TrainConfig(epochs=1, batch_size=8, image_size=32,
                                                                      match_classes=False), negatives=16)
     assert off["class_presence"] is None and off["config"]["match_classes"] is False
+
+
+def torchvision_resnet18_shapes() -> dict[str, tuple[int, ...]]:
+    """Names and shapes of ``torchvision.models.resnet18().state_dict()``, in its order, spelled out
+    here (torchvision is not installed): conv1, bn1, layer1..layer4 of two BasicBlocks, fc (1,000)."""
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7)}
+
+    def bn(name, channels):
+        shapes.update({f"{name}.{k}": (channels,) for k in ("weight", "bias", "running_mean", "running_var")})
+        shapes[f"{name}.num_batches_tracked"] = ()
+
+    bn("bn1", 64)
+    before = 64
+    for index, (width, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
+        for block in range(2):
+            name, into = f"layer{index}.{block}", before if block == 0 else width
+            shapes[f"{name}.conv1.weight"] = (width, into, 3, 3)
+            bn(f"{name}.bn1", width)
+            shapes[f"{name}.conv2.weight"] = (width, width, 3, 3)
+            bn(f"{name}.bn2", width)
+            if block == 0 and (stride != 1 or into != width):
+                shapes[f"{name}.downsample.0.weight"] = (width, into, 1, 1)
+                bn(f"{name}.downsample.1", width)
+        before = width
+    shapes.update({"fc.weight": (1000, 512), "fc.bias": (1000,)})
+    return shapes
+
+
+def imagenet_like_checkpoint(path: Path, drop: tuple[str, ...] = (), add: tuple[str, ...] = ()) -> Path:
+    """A file shaped like torchvision's resnet18 ImageNet checkpoint (a flat state dict; random values,
+    no num_batches_tracked counters, as in the older torchvision files)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    state = {k: torch.rand(shape, generator=generator) for k, shape in torchvision_resnet18_shapes().items()
+             if not k.endswith("num_batches_tracked") and k not in drop}
+    state.update({k: torch.zeros(3) for k in add})
+    torch.save(state, path)
+    return path
+
+
+def test_discriminator_parameters_are_named_as_torchvision_resnet18():
+    state = seeded_model(0).state_dict()
+    expected = torchvision_resnet18_shapes()
+    assert list(state) == list(expected)  # same names, same order
+    assert {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")} == \
+        {k: v for k, v in expected.items() if not k.startswith("fc.")}
+    assert tuple(state["fc.weight"].shape) == (2, 512)  # real vs synthetic
+
+
+def test_init_from_starts_from_imagenet_weights_but_its_own_head(tmp_path):
+    import torch
+
+    from hisyngen.filtering.train import initial_model
+
+    checkpoint = torch.load(imagenet_like_checkpoint(tmp_path / "resnet18-imagenet.pth"), weights_only=True)
+    model = initial_model(TrainConfig(init_from=str(tmp_path / "resnet18-imagenet.pth"), seed=4))
+    seeded = seeded_model(4).state_dict()
+    for key, value in model.state_dict().items():
+        if key.startswith("fc."):
+            assert torch.equal(value, seeded[key])  # the 2-way head: seeded, not ImageNet's 1,000 classes
+        elif key.endswith("num_batches_tracked"):
+            assert int(value) == 0
+        else:
+            assert torch.equal(value, checkpoint[key]), key
+    # the same file and seed train the same weights
+    real, fake = toy_sets(tmp_path, n=12)
+    config = TrainConfig(epochs=1, batch_size=8, image_size=32, init_from=str(tmp_path / "resnet18-imagenet.pth"))
+    a, b = fit(real, fake, config)[0], fit(real, fake, config)[0]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.state_dict()["conv1.weight"], fit(real, fake, replace_init(config, None))[0].state_dict()["conv1.weight"])
+
+
+def replace_init(config: TrainConfig, init_from):
+    from dataclasses import replace
+
+    return replace(config, init_from=init_from)
+
+
+def test_filter_train_init_from_refuses_other_weights_in_one_line(source, tmp_path):
+    import pickle
+
+    args = ["filter-train", str(source.root), "-s", "bezier", "-o", str(tmp_path / "d"), "--negatives", "8",
+            "--epochs", "1", "--batch-size", "8", "--image-size", "32", "--size", "48", "-q"]
+    good = imagenet_like_checkpoint(tmp_path / "good.pth")
+    result = CliRunner().invoke(cli, [*args, "--init-from", str(good)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["config"]["init_from"] == str(good) and len(report["init_from_sha256"]) == 64
+    bad = imagenet_like_checkpoint(tmp_path / "bad.pth", drop=("layer1.0.conv1.weight",), add=("layer5.0.conv1.weight",))
+    result = CliRunner().invoke(cli, [*args, "--init-from", str(bad)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output == (f"error: --init-from {bad}: not ResNet-18 weights named as torchvision's resnet18: "
+                             "missing 1 (layer1.0.conv1.weight); unexpected 1 (layer5.0.conv1.weight)\n")
+    pickled = tmp_path / "code.pth"
+    pickled.write_bytes(pickle.dumps({"conv1.weight": Path("x")}, protocol=2))  # an object, not a tensor: never unpickled
+    result = CliRunner().invoke(cli, [*args, "--init-from", str(pickled)])
+    assert result.exit_code == 1 and "not a checkpoint torch.load(weights_only=True) reads" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_version1_discriminator_files_load_and_score_the_same(source, tmp_path):
+    import io
+
+    import torch
+
+    from hisyngen.filtering.model import IMAGENET_MEAN, IMAGENET_STD
+
+    model = seeded_model(5).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a mixed-up name would show
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    # the names discriminators were saved with before they were torchvision's (model version 1)
+    renames = [("conv1.", "stem.0."), ("bn1.", "stem.1."), ("layer1.", "stages.0."), ("layer2.", "stages.1."),
+               ("layer3.", "stages.2."), ("layer4.", "stages.3."), ("fc.", "head.")]
+    legacy = {"mean": torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), "std": torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)}
+    for key, value in model.state_dict().items():
+        new, old = next((n, o) for n, o in renames if key.startswith(n))
+        legacy[old + key[len(new):]] = value
+    buffer = io.BytesIO()
+    torch.save({"format": "hisyngen-discriminator", "version": 1, "state_dict": legacy,
+                "meta": {"strategy": "bezier", "classes": list(source.spec.classes), "image_size": 32, "heldout": {}}}, buffer)
+    (tmp_path / "v1.pt").write_bytes(buffer.getvalue())
+    loaded, _ = load_discriminator(tmp_path / "v1.pt", strategy="bezier")
+    images = torch.from_numpy(np.stack([tissue_image(i % 4, (32, 32), seed=i) for i in range(6)]))
+    with torch.inference_mode():
+        assert torch.equal(loaded(images), model(images))
+    # a discriminator file can also start a new one (--init-from), with the old names too
+    from hisyngen.filtering.train import initial_model
+
+    started = initial_model(TrainConfig(init_from=str(tmp_path / "v1.pt")))
+    assert torch.equal(started.state_dict()["layer4.1.bn2.running_var"], model.state_dict()["layer4.1.bn2.running_var"])
+
+
+def test_batchnorm_recalibration_averages_the_batch_statistics(tmp_path):
+    import torch
+
+    from hisyngen.filtering.data import LabelledImages
+    from hisyngen.filtering.train import recalibrate_batchnorm, resolve_device
+
+    real, fake = toy_sets(tmp_path, n=6)
+    dataset = LabelledImages([real, fake], [(s, i) for s in (0, 1) for i in range(6)])
+    model = seeded_model(1)
+    recalibrate_batchnorm(model, dataset, list(range(12)), 4, resolve_device("cpu"))
+    assert model.bn1.momentum == 0.1 and model.training  # restored
+    images = torch.from_numpy(np.stack([dataset[i][0] for i in range(12)]))
+    with torch.no_grad():
+        stem = model.conv1(model.prepare(images))  # what bn1 normalises, batch by batch (3 batches of 4)
+    batch_means = torch.stack([stem[i:i + 4].mean(dim=(0, 2, 3)) for i in (0, 4, 8)])
+    assert torch.allclose(model.bn1.running_mean, batch_means.mean(0), atol=1e-5)
+    assert int(model.bn1.num_batches_tracked) == 3
+
+
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")  # 300 features: small
+def test_frechet_distance_and_kid_agree_with_torchmetrics():
+    import torch
+    from torchmetrics.image.fid import FrechetInceptionDistance  # the [test] extra; torch only, no torchvision
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    class Given(torch.nn.Module):  # the "images" are the features themselves
+        num_features = 24
+
+        def forward(self, x):
+            return x
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(24, 24)) / 5
+    real = np.maximum(rng.normal(size=(300, 24)) @ mixing + 0.3, 0)  # ReLU-like, correlated, as pooled features are
+    fake = np.maximum(rng.normal(size=(300, 24)) @ (mixing * 1.3) + 0.5, 0)
+    fid = FrechetInceptionDistance(feature=Given())
+    fid.update(torch.from_numpy(real), real=True)
+    fid.update(torch.from_numpy(fake), real=False)
+    assert frechet_distance(real, fake) == pytest.approx(float(fid.compute()), rel=1e-6)
+    # KID over all images (one subset of every image), so no random subsets differ between the two
+    kid = KernelInceptionDistance(feature=Given(), subsets=1, subset_size=300)
+    kid.update(torch.from_numpy(real), real=True)
+    kid.update(torch.from_numpy(fake), real=False)
+    theirs, _ = kid.compute()
+    ours, _ = kernel_inception_distance(real, fake, subsets=3, subset_size=300)
+    assert ours == pytest.approx(float(theirs), rel=1e-9)

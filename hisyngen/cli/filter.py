@@ -46,11 +46,14 @@ def _percent(value: float | None) -> str:
 @click.option("--match-classes/--no-match-classes", default=True, show_default=True,
               help="Weight the synthetic images so each class is present as often as in the real ones (the "
                    "discriminator then judges looks, not which tissues an image holds); --no-match-classes: the paper.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these local ResNet-18 weights instead of random ones: torchvision's ImageNet resnet18 "
+                   "checkpoint (resnet18-*.pth) or a discriminator's model.pt; the 2-way head stays seeded.")
 @strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives_from, real_from, epochs, batch_size, lr,
-                 val_fraction, image_size, seed, device, precision, num_workers, match_classes, size, background_policy, max_background, params,
+                 val_fraction, image_size, seed, device, precision, num_workers, match_classes, init_from, size, background_policy, max_background, params,
                  allow_missing_classes, cache_dir, as_json, quiet) -> None:
     """Train the real-vs-synthetic discriminator of one strategy (ResNet-18 from scratch).
 
@@ -69,7 +72,7 @@ def filter_train(source, dataset, spec_file, strategy, out, negatives, negatives
     strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, image_size=image_size,
                          seed=seed, device=device, precision=precision, num_workers=num_workers,
-                         match_classes=match_classes)
+                         match_classes=match_classes, init_from=init_from)
     report = train_filter(src, strat, out, config, negatives=negatives, negatives_from=negatives_from,
                           real_from=real_from, cache_dir=cache_dir, progress=not quiet and not as_json)
     if as_json:

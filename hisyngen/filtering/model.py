@@ -1,11 +1,13 @@
-"""The real-vs-synthetic discriminator: ResNet-18 from scratch (plain torch; no torchvision).
+"""The real-vs-synthetic discriminator: ResNet-18 in plain torch (no torchvision).
 
-Same architecture as torchvision's resnet18 (7x7 stem, four stages of two basic blocks, global
-average pooling) with a 2-way head, class 1 = real. Input normalisation (ImageNet mean/std) is part
-of the module, so callers feed uint8 RGB batches and nobody can forget it.
+Same architecture and parameter names as torchvision's resnet18 (7x7 stem, four stages of two
+basic blocks, global average pooling) with a 2-way ``fc``, class 1 = real. Input normalisation
+(ImageNet mean/std) is part of the module, so callers feed uint8 RGB batches and nobody can forget it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,27 +38,65 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+RESNET18_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
+"""(width, stride) of torchvision's resnet18 ``layer1``..``layer4``, two basic blocks each."""
+
+_LEGACY_PREFIXES = (("stem.0.", "conv1."), ("stem.1.", "bn1."), ("stages.0.", "layer1."), ("stages.1.", "layer2."),
+                    ("stages.2.", "layer3."), ("stages.3.", "layer4."), ("head.", "fc."))
+"""Parameter names of discriminators saved before they were named as torchvision's (model version 1)."""
+
+
+def upgrade_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with version-1 names (``stem.0``, ``stages.N``, ``head``, saved ``mean``/``std``)
+    renamed to torchvision's (``conv1``, ``layerN+1``, ``fc``); current names pass unchanged."""
+    out = {}
+    for key, value in state.items():
+        if key in ("mean", "std"):  # constants of the module, no longer saved
+            continue
+        for old, new in _LEGACY_PREFIXES:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
 class Discriminator(nn.Module):
-    """ResNet-18 -> global average pool -> Linear(512, 2); ``forward`` takes uint8 NHWC or float NCHW in [0, 1]."""
+    """ResNet-18 -> global average pool -> Linear(512, 2); ``forward`` takes uint8 NHWC or float NCHW in [0, 1].
+
+    Modules are named as in torchvision's ``resnet18`` (``conv1``, ``bn1``, ``layer1``..``layer4``,
+    ``fc``), so its ImageNet checkpoint loads into everything but the 2-way ``fc``
+    (:func:`hisyngen.filtering.train.initial_weights`). Files with the version-1 names load too.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                                  nn.MaxPool2d(3, 2, 1))
-        stages, channels = [], 64
-        for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            stages.append(nn.Sequential(BasicBlock(channels, width, stride), BasicBlock(width, width, 1)))
+        # Not in the state dict: fixed constants, and the saved keys are then exactly torchvision's.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # Created (and below initialised) in the order of the version-1 model, so that a seed gives
+        # the same weights as before.
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        channels = 64
+        for index, (width, stride) in enumerate(RESNET18_STAGES, start=1):
+            self.add_module(f"layer{index}", nn.Sequential(BasicBlock(channels, width, stride), BasicBlock(width, width, 1)))
             channels = width
-        self.stages = nn.Sequential(*stages)
-        self.head = nn.Linear(FEATURE_DIM, 2)
+        self.fc = nn.Linear(FEATURE_DIM, 2)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        self.register_load_state_dict_pre_hook(_upgrade_on_load)
+
+    @property
+    def layers(self) -> tuple[nn.Sequential, ...]:
+        """``layer1``..``layer4``."""
+        return tuple(getattr(self, f"layer{index}") for index in range(1, len(RESNET18_STAGES) + 1))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W), channels-last in memory."""
@@ -66,35 +106,34 @@ class Discriminator(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate (N, 512) features (after global average pooling)."""
-        return self.stages(self.stem(self.prepare(images))).mean(dim=(2, 3))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(self.prepare(images)))))
+        for layer in self.layers:
+            x = layer(x)
+        return x.mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images))
+        return self.fc(self.features(images))
 
 
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A convolution equal to ``bn(conv(x))`` in evaluation mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True)
-    fused.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
-    bias = conv.bias.data if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.data = (bias - bn.running_mean) * scale + bn.bias.data
-    return fused
+def _upgrade_on_load(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: version-1 names in ``state_dict`` (a copy torch made) become current ones."""
+    mine = {key[len(prefix):]: state_dict.pop(key) for key in [k for k in state_dict if k.startswith(prefix)]}
+    state_dict.update({prefix + key: value for key, value in upgrade_state_dict(mine).items()})
 
 
 @torch.no_grad()
 def fold_batchnorm(model: Discriminator) -> Discriminator:
     """A copy of ``model`` for scoring, with every BatchNorm folded into the convolution before it
-    (the same outputs in evaluation mode, one memory pass less per layer)."""
+    (torch's ``fuse_conv_bn_eval``: the same outputs in evaluation mode, one memory pass less per layer)."""
     import copy
 
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
     folded = copy.deepcopy(model).eval()
-    folded.stem[0] = _fold(folded.stem[0], folded.stem[1])
-    folded.stem[1] = nn.Identity()
-    for block in (b for stage in folded.stages for b in stage):
-        block.conv1, block.bn1 = _fold(block.conv1, block.bn1), nn.Identity()
-        block.conv2, block.bn2 = _fold(block.conv2, block.bn2), nn.Identity()
+    folded.conv1, folded.bn1 = fuse_conv_bn_eval(folded.conv1, folded.bn1), nn.Identity()
+    for block in (b for layer in folded.layers for b in layer):
+        block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+        block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
         if block.downsample is not None:
-            block.downsample = nn.Sequential(_fold(block.downsample[0], block.downsample[1]))
+            block.downsample = nn.Sequential(fuse_conv_bn_eval(block.downsample[0], block.downsample[1]))
     return folded

@@ -72,7 +72,7 @@ def _features_and_probs(model, images: LabelledImages, batch_size: int, device: 
     for batch, _ in _loader(images, list(range(len(images))), batch_size, 0):
         with autocast(precision, device):
             f = model.features(batch.to(device))
-            logits = model.head(f)
+            logits = model.fc(f)
         features.append(f.float().cpu().numpy())
         probs.append(torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy())
     return np.concatenate(features), np.concatenate(probs)

@@ -20,7 +20,8 @@ from hisyngen.filtering.model import REAL, Discriminator
 from hisyngen.precision import autocast, resolve_precision
 
 MODEL_FORMAT = "hisyngen-discriminator"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+"""2: parameters named as torchvision's resnet18; version 1 files (``stem``/``stages``/``head``) still load."""
 
 
 @dataclass
@@ -47,6 +48,9 @@ class TrainConfig:
     min_steps_per_epoch: int = 8
     """On a small training set the batch is capped so an epoch still has this many optimiser steps
     (batch 256 over a few hundred images would train for a handful of steps and learn nothing)."""
+    init_from: str | None = None
+    """A local ResNet-18 checkpoint (torchvision's ImageNet ``resnet18`` weights, or a discriminator)
+    to start from instead of random weights; its ``fc`` is not used (:func:`initial_weights`)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -64,6 +68,8 @@ class TrainConfig:
             problems.append(f"image size must be >= 32, got {self.image_size}")
         if self.seed < 0:
             problems.append(f"seed must be >= 0, got {self.seed}")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            problems.append(f"--init-from {self.init_from}: no such file")
         if problems:
             raise HisynError("; ".join(problems))
         # A bad --device or --precision fails now, not after the data is gathered.
@@ -93,6 +99,55 @@ def seeded_model(seed: int) -> Discriminator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return Discriminator()
+
+
+def _listed(keys: list[str], limit: int = 6) -> str:
+    return f"{len(keys)} ({', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''})"
+
+
+def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights a discriminator starts from with ``--init-from``: every tensor of ``path`` but ``fc``.
+
+    ``path`` holds a state dict with torchvision's resnet18 names (its ImageNet checkpoint is one), on
+    its own or under ``state_dict`` (a hisyngen discriminator; version-1 names are mapped). It is read
+    with ``weights_only=True``: tensors and containers only, never code. The ``fc`` head is the
+    task's own (2 classes, not ImageNet's 1,000) and keeps its seeded initialisation; missing
+    ``num_batches_tracked`` counters are fine (torch fills them in; BatchNorm statistics are
+    recalibrated every epoch). Anything else missing, extra or of another shape is refused in one line.
+    """
+    from hisyngen.filtering.model import upgrade_state_dict
+
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or one holding objects (refused: unpickling runs code)
+        raise HisynError(f"--init-from {path}: not a checkpoint torch.load(weights_only=True) reads "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise HisynError(f"--init-from {path}: not a state dict of tensors (torchvision's resnet18 checkpoint is one)")
+    given = {k: v for k, v in upgrade_state_dict(data).items() if not k.startswith("fc.")}
+    wanted = {k: v for k, v in Discriminator().state_dict().items() if not k.startswith("fc.")}
+    missing = [k for k in wanted if k not in given and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in given if k not in wanted]
+    shapes = [f"{k} {tuple(given[k].shape)} there, {tuple(v.shape)} here" for k, v in wanted.items()
+              if k in given and given[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        problems = ([f"missing {_listed(missing)}"] if missing else []) + \
+                   ([f"unexpected {_listed(unexpected)}"] if unexpected else []) + \
+                   ([f"other shapes {_listed(shapes, 3)}"] if shapes else [])
+        raise HisynError(f"--init-from {path}: not ResNet-18 weights named as torchvision's resnet18: "
+                         f"{'; '.join(problems)}")
+    return given
+
+
+def initial_model(config: TrainConfig) -> Discriminator:
+    """The discriminator before training: seeded, then ``config.init_from``'s weights where given."""
+    model = seeded_model(config.seed)
+    if config.init_from is not None:
+        model.load_state_dict({**model.state_dict(), **initial_weights(config.init_from)})
+    return model
 
 
 def _collate(batch: list[tuple[Any, int]]) -> tuple[torch.Tensor, torch.Tensor] | ImageReadError:
@@ -177,19 +232,13 @@ def recalibrate_batchnorm(model: Discriminator, dataset: LabelledImages, order: 
     With few optimiser steps per epoch (small sets) and Adam's large early steps, the running
     averages lag far behind the weights, and evaluation-mode outputs become arbitrary (validation
     accuracy swinging between 90% and 15% from one epoch to the next). Averaging the batch
-    statistics of up to ``max_images`` training images (the epoch's balanced ``order``) fixes that.
+    statistics of up to ``max_images`` training images (the epoch's balanced ``order``) fixes that:
+    torch's ``update_bn`` (a cumulative average over the batches, momentum restored afterwards).
     """
-    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative average over the batches below
-    model.train()
-    for images, _ in _loader(dataset, order[:max_images], batch_size, num_workers, training=True):
-        with autocast(precision, device):
-            model(images.to(device))
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
+    from torch.optim.swa_utils import update_bn
+
+    with autocast(precision, device):
+        update_bn(_loader(dataset, order[:max_images], batch_size, num_workers, training=True), model, device)
 
 
 @torch.inference_mode()
@@ -296,7 +345,7 @@ def fit(
                     "synthetic_after": [round(float(v), 4) for v in np.average(
                         train_presence[synthetic_rows], axis=0, weights=weights[synthetic_rows])]}
     batch_size = max(2, min(config.batch_size, len(train_set) // config.min_steps_per_epoch))
-    model = seeded_model(config.seed).to(device).to(memory_format=torch.channels_last)
+    model = initial_model(config).to(device).to(memory_format=torch.channels_last)
     # Master weights, optimiser state and the loss stay float32 under autocast; only fp16 needs
     # loss scaling (bf16 has float32's exponent range).
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -419,7 +468,10 @@ def load_discriminator(path: str | Path, strategy: str | None = None, classes: t
         raise HisynError(f"{path} was trained on {meta.get('strategy')} samples with other parameters ({diffs}); "
                          "train one for these parameters")
     model = Discriminator()
-    model.load_state_dict(data["state_dict"])
+    try:
+        model.load_state_dict(data["state_dict"])  # version-1 names are mapped by the model's load hook
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise HisynError(f"{path} holds weights of another network ({' '.join(str(exc).split())[:300]})") from None
     return model.eval(), meta
 
 
@@ -463,6 +515,8 @@ def train_filter(
     from hisyngen.filtering.data import real_images
     from hisyngen.sources.pools import build_pool_pack
 
+    if config.init_from is not None:
+        initial_weights(config.init_from)  # a wrong file fails now, not after the negatives are generated
     found = real_images(source, real_from)
     known = all(labels is not None for _, labels in found)  # a folder of patches has no labels
     real = ImageSet(label=REAL, size=config.image_size, paths=tuple(path for path, _ in found),
@@ -507,6 +561,7 @@ def train_filter(
         "negatives_from": str(negatives_from) if negatives_from else None,
         "negatives_fingerprint": pack_fingerprint,
         "seed": config.seed,
+        "init_from_sha256": file_sha256(config.init_from) if config.init_from else None,
         "precision": report["precision"],
         "heldout": {k: v for k, v in report["heldout"].items() if k != "confusion"},
     }
