@@ -18,6 +18,8 @@ import numpy as np
 
 from hisyngen.errors import HisynError
 from hisyngen.spec import IGNORE_INDEX
+from hisyngen.synthesis.seams import MAX_SEAM_PX, border_distance, border_window, feather_inside
+from hisyngen.synthesis.stain import STAIN_METHODS, Stats, stain_stats, transfer
 
 BACKGROUND_POLICIES = ("ignore", "tissue")
 
@@ -84,6 +86,9 @@ class Strategy:
     """How many classes with single-tissue sources the strategy needs."""
     NOT_SAMPLE_PARAMS: ClassVar[tuple[str, ...]] = ("allow_missing_classes",)
     """Parameters that decide whether a pool is accepted, not what a sample looks like."""
+    OPTIONAL_PARAMS: ClassVar[tuple[str, ...]] = ()
+    """Parameters :meth:`params` lists only when they differ from their default: they came after
+    corpora and discriminators whose identity (their ``params()``) must stay what it was."""
 
     size: int = 224
     background_policy: str = "ignore"
@@ -111,7 +116,8 @@ class Strategy:
 
     def params(self) -> dict[str, Any]:
         """All parameters, JSON-ready (corpus.json)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not (f.name in self.OPTIONAL_PARAMS and getattr(self, f.name) == f.default)}
 
     def sample_params(self) -> dict[str, Any]:
         """The parameters that shape the samples (a discriminator is valid for exactly these)."""
@@ -141,6 +147,77 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+@dataclass(frozen=True)
+class MixingStrategy(Strategy):
+    """Base of the strategies that paste regions of several sources together (issue 18 options).
+
+    ``stain`` (none | reinhard | macenko) maps every pasted region's stain toward the sample's
+    reference before pasting (Bezier and CutMix: the base image; Mosaic and Gridded: the first tile
+    drawn that has tissue statistics); see :mod:`hisyngen.synthesis.stain`. ``feather`` cross-fades
+    every seam over that many pixels on each side, and ``seam_ignore`` marks that many pixels on
+    each side of every seam 255 in the mask; see :mod:`hisyngen.synthesis.seams`. The defaults are
+    the paper's hard, unmatched cut, byte for byte. None of them draws random numbers: with the
+    same seed, the options change colours and seams only, never the geometry or the sources.
+    """
+
+    OPTIONAL_PARAMS: ClassVar[tuple[str, ...]] = ("stain", "feather", "seam_ignore")
+
+    stain: str = "none"
+    feather: int = 0
+    seam_ignore: int = 0
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if self.stain not in STAIN_METHODS:
+            out.append(f"stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
+        for name in ("feather", "seam_ignore"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value <= MAX_SEAM_PX:
+                out.append(f"{name} must be an integer number of pixels in 0..{MAX_SEAM_PX}, got {value!r}")
+        return out
+
+    @property
+    def plain(self) -> bool:
+        """True for the paper's mixing: hard seams, stains as they are."""
+        return self.stain == "none" and self.feather == 0 and self.seam_ignore == 0
+
+    def stain_stats(self, pool: Pool, entry: int) -> Stats | None:
+        """The stain statistics of source ``entry`` (its tissue: the pool's non-background pixels)."""
+        return stain_stats(self.stain, pool.image(entry), pool.background(entry))
+
+    def paste_inside(self, pool: Pool, inside: np.ndarray, fg: int, bg: int, fg_image: np.ndarray,
+                     bg_image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``fg_image`` where ``inside`` over ``bg_image`` (both sources at the output size), with
+        this strategy's stain matching toward ``bg`` and feathering; the seam band of ``mask`` (the
+        hard-cut mask) is set to 255 in place under ``seam_ignore``."""
+        if self.stain != "none" and inside.any():
+            reference, own = self.stain_stats(pool, bg), self.stain_stats(pool, fg)
+            if reference is not None and own is not None:
+                window = border_window(inside, self.feather) or (slice(None), slice(None))
+                fg_background = pool.background(fg)
+                if fg_background.shape != inside.shape:
+                    fg_background = resized(fg_background.view(np.uint8), inside.shape[0], cv2.INTER_NEAREST).view(bool)
+                fg_image = fg_image.copy()  # it may be the pool's own (read-only) array
+                fg_image[window] = transfer(fg_image[window], fg_background[window], own, reference)
+        image = blend(inside, fg_image, bg_image)
+        window = border_window(inside, max(self.feather, self.seam_ignore)) if self.feather or self.seam_ignore else None
+        if window is not None:
+            distance = border_distance(inside[window])
+            if self.feather:
+                feather_inside(image[window], inside[window], distance, fg_image[window], bg_image[window],
+                               self.feather)
+            if self.seam_ignore:
+                mask[window][distance < self.seam_ignore + 0.5] = IGNORE_INDEX
+        return image
+
+
+class StainReference:
+    """The stain every region of one sample is mapped toward: the first region that has statistics."""
+
+    def __init__(self) -> None:
+        self.stats: Stats | None = None
 
 
 # --- helpers shared by strategies -----------------------------------------------------------

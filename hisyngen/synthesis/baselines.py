@@ -8,7 +8,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from hisyngen.synthesis.base import Pool, Sample, Strategy, class_pairs, draw_pair, draw_source, resized, source_mask
+from hisyngen.synthesis.base import (MixingStrategy, Pool, Sample, Strategy, class_pairs, draw_pair, draw_source,
+                                     resized, source_mask)
 from hisyngen.synthesis.registry import register
 
 
@@ -26,11 +27,12 @@ class OneLabel(Strategy):
 
 
 @dataclass(frozen=True)
-class CutMix(Strategy):
+class CutMix(MixingStrategy):
     """A rectangle of one tissue pasted on another (CutMix: area 1 - lambda, lambda ~ U(0, 1)).
 
     The rectangle keeps the image's aspect ratio and lies fully inside it; ``pairs`` restricts the
-    (pasted, base) class pairs as for Bezier.
+    (pasted, base) class pairs as for Bezier; ``stain``, ``feather`` and ``seam_ignore`` as for
+    Bezier (reference: the base image).
     """
 
     name: ClassVar[str] = "cutmix"
@@ -48,8 +50,14 @@ class CutMix(Strategy):
         image = resized(pool.image(bg), self.size, cv2.INTER_CUBIC).copy()
         mask = resized(source_mask(pool, bg, self.background_policy), self.size, cv2.INTER_NEAREST).copy()
         box = (slice(y, y + side), slice(x, x + side))
-        image[box] = resized(pool.image(fg), self.size, cv2.INTER_CUBIC)[box]
+        fg_image = resized(pool.image(fg), self.size, cv2.INTER_CUBIC)
         mask[box] = resized(source_mask(pool, fg, self.background_policy), self.size, cv2.INTER_NEAREST)[box]
+        if self.plain:
+            image[box] = fg_image[box]
+        else:
+            inside = np.zeros((self.size, self.size), bool)
+            inside[box] = True
+            image = self.paste_inside(pool, inside, fg, bg, fg_image, image, mask)
         return Sample(image, mask, [fg, bg], {"pair": [int(fg_class), int(bg_class)], "box": [y, x, side, side]})
 
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from hisyngen.synthesis.base import Pool, Sample, Strategy, blend, class_pairs, draw_pair, resized, source_mask
+from hisyngen.synthesis.base import MixingStrategy, Pool, Sample, blend, class_pairs, draw_pair, resized, source_mask
 from hisyngen.synthesis.registry import register
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
@@ -70,12 +70,13 @@ def rasterise(outline: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Bezier(Strategy):
+class Bezier(MixingStrategy):
     """A closed Bezier blob of one tissue pasted over another (two classes per image).
 
     ``points`` is n, ``rad`` the control-arm length as a fraction of the chord, ``edgy`` the
     sharpness of the corners; ``pairs`` restricts the (foreground, background) class pairs
-    (default: every ordered pair of distinct classes, uniformly).
+    (default: every ordered pair of distinct classes, uniformly). ``stain``, ``feather`` and
+    ``seam_ignore``: see :class:`~hisyngen.synthesis.base.MixingStrategy` (reference: the base image).
     """
 
     name: ClassVar[str] = "bezier"
@@ -116,8 +117,11 @@ class Bezier(Strategy):
         bg_image = resized(pool.image(bg), self.size, cv2.INTER_CUBIC)
         fg_mask = resized(source_mask(pool, fg, self.background_policy), self.size, cv2.INTER_NEAREST)
         bg_mask = resized(source_mask(pool, bg, self.background_policy), self.size, cv2.INTER_NEAREST)
-        image = blend(inside, fg_image, bg_image)
         mask = blend(inside, fg_mask, bg_mask)
+        if self.plain:
+            image = blend(inside, fg_image, bg_image)
+        else:
+            image = self.paste_inside(pool, inside, fg, bg, fg_image, bg_image, mask)
         geometry = {"pair": [int(fg_class), int(bg_class)], "points": np.round(points, 4).tolist(), "tries": tries}
         return Sample(image, mask, [fg, bg], geometry)
 

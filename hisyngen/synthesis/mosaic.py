@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 
 from hisyngen.spec import IGNORE_INDEX
-from hisyngen.synthesis.base import Pool, Sample, Strategy, draw_entry, pad_reflect
+from hisyngen.synthesis.base import MixingStrategy, Pool, Sample, StainReference, Strategy, draw_entry, pad_reflect
+from hisyngen.synthesis.seams import blend_grid, extension, grid_band, reflect_window
+from hisyngen.synthesis.stain import transfer
 from hisyngen.synthesis.registry import register
 
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -51,14 +53,18 @@ def _draw_window(rng: np.random.Generator, pool: Pool, entry: int, height: int, 
     return int(u[0] * (max(source_h - height, 0) + 1)), int(u[1] * (max(source_w - width, 0) + 1))
 
 
-def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size: int, cells: int
-                  ) -> tuple[np.ndarray, np.ndarray, list[int], list[list[int]]]:
+def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size: int, cells: int,
+                  reference: StainReference | None = None) -> tuple[np.ndarray, np.ndarray, list[int], list[list[int]]]:
     """An m x m grid of random crops: (image, mask, entries, [[y, x] of each crop]).
 
     Every tile's source and crop are drawn in one call; a tile whose background fraction exceeds
     ``strategy.max_background`` is redrawn (bounded; the least-background draw wins when every
-    try fails).
+    try fails). A :class:`~hisyngen.synthesis.base.MixingStrategy` with options maps each tile's
+    stain toward ``reference`` (set by the first tile with statistics when empty), feathers the
+    tile seams and marks their band ignored; the draws are the same either way.
     """
+    realistic = isinstance(strategy, MixingStrategy) and not strategy.plain
+    layers: list[list[np.ndarray]] = [[] for _ in range(cells)]
     edges = grid_edges(size, cells)
     cells_yx = [(r, c) for r in range(cells) for c in range(cells)]
     entries = rng.integers(len(pool), size=len(cells_yx))
@@ -93,10 +99,38 @@ def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size
         else:  # a source smaller than the cell: pad with reflect-101
             crop = pad_reflect(crop, height, width)
             mask[y0:y1, x0:x1] = pad_reflect(table[background.view(np.uint8)], height, width)
-        image[y0:y1, x0:x1] = crop
+        if realistic:
+            layers[row].append(tile_layer(strategy, pool, entry, (y, x, height, width), (row, col, cells),  # type: ignore[arg-type]
+                                          reference))
+        else:
+            image[y0:y1, x0:x1] = crop
         chosen.append(entry)
         corners.append([y, x])
+    if realistic:
+        image = blend_grid(layers, edges, edges, strategy.feather)  # type: ignore[attr-defined]
+        if strategy.seam_ignore:  # type: ignore[attr-defined]
+            mask[grid_band(size, size, edges, edges, strategy.seam_ignore)] = IGNORE_INDEX  # type: ignore[attr-defined]
     return image, mask, chosen, corners
+
+
+def tile_layer(strategy: MixingStrategy, pool: Pool, entry: int, window: tuple[int, int, int, int],
+               cell: tuple[int, int, int], reference: StainReference | None) -> np.ndarray:
+    """The crop ``window`` (y, x, height, width) of ``entry`` for grid cell (row, col, cells), grown
+    by ``strategy.feather`` into its neighbours (reflect-101 beyond the source, as the padding of
+    small sources) and stain-matched toward ``reference`` (which it sets when still empty)."""
+    y, x, height, width = window
+    row, col, cells = cell
+    top, bottom = extension(strategy.feather, row, cells)
+    left, right = extension(strategy.feather, col, cells)
+    grown = (y - top, x - left, height + top + bottom, width + left + right)
+    tile = reflect_window(pool.image(entry), *grown)
+    if strategy.stain != "none" and reference is not None:
+        stats = strategy.stain_stats(pool, entry)
+        if reference.stats is None:
+            reference.stats = stats  # the reference tile itself stays as it is
+        else:
+            tile = transfer(tile, reflect_window(pool.background(entry), *grown), stats, reference.stats)
+    return tile
 
 
 def affine_matrix(size: int, flip: str, angle: float, scale: float, shift: tuple[float, float],
@@ -119,12 +153,15 @@ def affine_matrix(size: int, flip: str, angle: float, scale: float, shift: tuple
 
 
 @dataclass(frozen=True)
-class Mosaic(Strategy):
-    """Four transformed gridded images pasted as quadrants around a random anchor (no blending).
+class Mosaic(MixingStrategy):
+    """Four transformed gridded images pasted as quadrants around a random anchor (hard seams by default).
 
     ``grid`` is m (cells per side of a gridded image); ``anchor`` the range of the anchor as a
     fraction of the size (rounded to even pixels); ``flip_p`` / ``ssr_p`` the probabilities of a
     flip (horizontal, vertical or both) and of a shift-scale-rotate with the given limits.
+    ``stain``, ``feather`` and ``seam_ignore`` (:class:`~hisyngen.synthesis.base.MixingStrategy`)
+    apply to the tile seams of every gridded image and to the quadrant seams; the stain reference
+    is the first tile of the first quadrant.
     """
 
     name: ClassVar[str] = "mosaic"
@@ -172,8 +209,10 @@ class Mosaic(Strategy):
         sources: list[int] = []
         quadrants: list[dict[str, Any]] = []
         boxes = ((0, ah, 0, aw), (0, ah, aw, size), (ah, size, 0, aw), (ah, size, aw, size))
-        for y0, y1, x0, x1 in boxes:
-            grid_image, grid_mask, entries, corners = gridded_image(self, pool, rng, size, self.grid)
+        reference = StainReference() if self.stain != "none" else None
+        layers: list[list[np.ndarray]] = [[], []]
+        for q, (y0, y1, x0, x1) in enumerate(boxes):
+            grid_image, grid_mask, entries, corners = gridded_image(self, pool, rng, size, self.grid, reference)
             qh, qw = y1 - y0, x1 - x0
             flip = FLIPS[1 + int(rng.integers(3))] if rng.random() < self.flip_p else "none"
             if rng.random() < self.ssr_p:
@@ -195,10 +234,37 @@ class Mosaic(Strategy):
                                                      borderMode=cv2.BORDER_REFLECT_101)
                 mask[y0:y1, x0:x1] = cv2.warpAffine(grid_mask, matrix, (qw, qh), flags=cv2.INTER_NEAREST,
                                                     borderMode=cv2.BORDER_REFLECT_101)
+            if self.feather:
+                layers[q // 2].append(self.grown_quadrant(grid_image, image[y0:y1, x0:x1], q,
+                                                          affine_matrix(size, flip, angle, scale, shift, crop)))
             sources.extend(entries)
             quadrants.append({"tiles": corners, "flip": flip, "angle": round(angle, 4), "scale": round(scale, 5),
                               "shift": [round(s, 5) for s in shift], "crop": list(crop)})
+        if self.feather:
+            image = blend_grid(layers, (0, ah, size), (0, aw, size), self.feather)
+        if self.seam_ignore:
+            mask[grid_band(size, size, (0, ah, size), (0, aw, size), self.seam_ignore)] = IGNORE_INDEX
         return Sample(image, mask, sources, {"anchor": [ah, aw], "quadrants": quadrants})
+
+    def grown_quadrant(self, grid_image: np.ndarray, core: np.ndarray, quadrant: int, matrix: np.ndarray) -> np.ndarray:
+        """Quadrant ``quadrant`` (0-3: top-left, top-right, bottom-left, bottom-right) grown by
+        ``feather`` pixels across its inner sides: ``core`` (the quadrant as pasted) surrounded by
+        the same warp of the gridded image continued over the strips beyond it."""
+        top, bottom = extension(self.feather, quadrant // 2, 2)
+        left, right = extension(self.feather, quadrant % 2, 2)
+        qh, qw = core.shape[:2]
+        grown = np.empty((qh + top + bottom, qw + left + right, 3), np.uint8)
+        grown[top : top + qh, left : left + qw] = core
+        strips = [(0, 0, top, grown.shape[1]), (top + qh, 0, bottom, grown.shape[1]),
+                  (top, 0, qh, left), (top, left + qw, qh, right)]  # (y, x, height, width) in grown
+        for y, x, height, width in strips:
+            if height and width:
+                shifted = matrix.copy()
+                shifted[0, 2] += left - x
+                shifted[1, 2] += top - y
+                grown[y : y + height, x : x + width] = cv2.warpAffine(
+                    grid_image, shifted, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        return grown
 
 
 def _flip(array: np.ndarray, flip: str) -> np.ndarray:
@@ -226,8 +292,11 @@ class MosaicNoSplice(Mosaic):
 
 
 @dataclass(frozen=True)
-class Gridded(Strategy):
-    """Step (a) of Mosaic alone: an m x m grid of random crops of random single-tissue images."""
+class Gridded(MixingStrategy):
+    """Step (a) of Mosaic alone: an m x m grid of random crops of random single-tissue images.
+
+    ``stain``, ``feather`` and ``seam_ignore`` as for Mosaic (reference: the first tile).
+    """
 
     name: ClassVar[str] = "gridded"
     grid: int = 2
@@ -241,7 +310,8 @@ class Gridded(Strategy):
         return out
 
     def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
-        image, mask, entries, corners = gridded_image(self, pool, rng, self.size, self.grid)
+        reference = StainReference() if self.stain != "none" else None
+        image, mask, entries, corners = gridded_image(self, pool, rng, self.size, self.grid, reference)
         return Sample(image, mask, entries, {"tiles": corners})
 
 
