@@ -77,3 +77,38 @@ def test_build_summary_without_openmmlab_says_how_to_get_the_stock_command():
     text = render_summary(summary)
     assert "None" not in text and "hisyngen train x --data-root e" in text
     assert "training needs MMSegmentation: pip install 'hisyngen[mmseg-cpu]'" in text
+
+
+# A full mmcv: its compiled ``mmcv._ext`` is found (here a stand-in module, provided by a finder).
+FULL_MMCV = textwrap.dedent('''
+    import importlib.abc, importlib.machinery, sys, types
+
+    class CompiledOps(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return lambda *args, **kwargs: "compiled " + name
+
+    class Loader(importlib.abc.Loader):
+        def create_module(self, spec):
+            return CompiledOps(spec.name)
+
+        def exec_module(self, module):
+            pass
+
+    class FullMmcv:
+        def find_spec(self, name, path=None, target=None):
+            return importlib.machinery.ModuleSpec(name, Loader()) if name == "mmcv._ext" else None
+
+    sys.meta_path.insert(0, FullMmcv())
+    import hisyngen.mmseg  # applies the workarounds, imports mmseg.models and so mmcv.ops
+    import mmcv._ext
+    from hisyngen.mmseg import compat
+    print(type(mmcv._ext).__name__, mmcv._ext.nms(), compat.install_mmcv_ext_stub())
+''')
+
+
+def test_the_plugin_keeps_a_full_mmcv_s_compiled_ops():
+    done = subprocess.run([sys.executable, "-c", FULL_MMCV], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-4:] == ["CompiledOps", "compiled", "nms", "False"]  # not the mmcv-lite stub
