@@ -273,7 +273,7 @@ def train_demo(root: str | Path, summary: dict[str, Any], extra_args: Sequence[s
 
 def render_training(result: dict[str, Any]) -> str:
     """What ``hisyngen demo --train`` prints after the build summary."""
-    how = "reused the finished run" if result["reused"] else "trained"
+    how = "reused the finished run, trained" if result["reused"] else "trained"
     per_class = ", ".join(f"{name} {value:.1f}" for name, value in result["IoU"].items())
     return "\n".join([
         f"demo training ({how} in {result['train_seconds']:.0f}s: {result['command']})",

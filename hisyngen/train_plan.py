@@ -24,7 +24,7 @@ CPU_TRIAL_CONFIG = "cpu_deeplabv3plus_r18"
 CPU_TRIAL_BATCH = 8
 """Images per CPU-trial step: the config's 1:1 sampler makes it 4 synthetic + 4 real."""
 CPU_TRIAL_ITERATIONS = 100
-"""CPU-trial steps: about 4 minutes of training on a 2-core CPU in bf16 (README, demo section)."""
+"""CPU-trial steps: 6 minutes of training on the demo export on a loaded 2-core CPU in bf16 (README, demo section)."""
 WORK_FOLDER = "train"
 """Where the printed commands train, inside the build folder: ``BUILD/train/<config>``."""
 
@@ -72,8 +72,8 @@ def choose_train_commands(has_cuda: bool, pretrained_cached: bool, paper_config:
     gpu_dir = str(work / paper_config)
     note = None
     if not pretrained_cached:
-        note = ("its ImageNet weights are not cached here, so --no-pretrained trains from scratch (works offline); "
-                "drop it to download them, as the paper starts, or pass --pretrained FILE")
+        note = ("its ImageNet weights are not cached here: --no-pretrained trains from scratch, offline too; to start "
+                "from them as the paper does, drop it where online or pass --pretrained FILE")
     gpu = TrainCommand(
         "gpu", ("on this machine's GPU" if has_cuda else "for a GPU (hours on a CPU)")
         + ": the paper's DeepLabV3+ R50-D8, its epochs on this export",
