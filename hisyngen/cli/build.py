@@ -145,7 +145,10 @@ def run_demo(out: str | Path, *, seed: int = 0, workers: int | None = None, devi
         click.echo("\nlook at the synthetic images: " + "  ".join(s["preview"] for s in summary["strategies"].values()))
     if not train:
         if talk:
-            click.echo(f"train and evaluate the CPU trial here: hisyngen demo --out {root} --train")
+            from hisyngen.extras import OPENMMLAB_INSTALL, missing_openmmlab
+
+            needs = f" (first {OPENMMLAB_INSTALL})" if missing_openmmlab() else ""
+            click.echo(f"train and evaluate the CPU trial here: hisyngen demo --out {root} --train{needs}")
         return summary
     echo = (lambda line: click.echo(line, err=True)) if talk else None
     result = train_demo(root, summary, extra_args=train_args, echo=echo)
