@@ -61,10 +61,23 @@ def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size
     ``strategy.max_background`` is redrawn (bounded; the least-background draw wins when every
     try fails). A :class:`~hisyngen.synthesis.base.MixingStrategy` with options maps each tile's
     stain toward ``reference`` (set by the first tile with statistics when empty), feathers the
-    tile seams and marks their band ignored; the draws are the same either way.
+    tile seams and marks their band ignored (:func:`render_grid`); the draws are the same either way.
     """
-    realistic = isinstance(strategy, MixingStrategy) and not strategy.plain
-    layers: list[list[np.ndarray]] = [[] for _ in range(cells)]
+    if isinstance(strategy, MixingStrategy) and not strategy.plain:
+        tiles, mask, chosen, corners = draw_grid(strategy, pool, rng, size, cells, render=False)
+        return render_grid(strategy, pool, tiles, size, cells, reference), mask, chosen, corners
+    return draw_grid(strategy, pool, rng, size, cells, render=True)  # type: ignore[return-value]
+
+
+Tile = tuple[int, int, int, int, int]
+"""A drawn grid tile: (entry, y, x, row, col) - the crop's corner in its source and its cell."""
+
+
+def draw_grid(strategy: Strategy, pool: Pool, rng: np.random.Generator, size: int, cells: int, render: bool
+              ) -> tuple[np.ndarray | list[Tile], np.ndarray, list[int], list[list[int]]]:
+    """The draws of :func:`gridded_image` and its mask; with ``render`` its hard-cut image, else the
+    tiles for :func:`render_grid` (a MixingStrategy's ``seam_ignore`` band is marked in the mask)."""
+    tiles: list[Tile] = []
     edges = grid_edges(size, cells)
     cells_yx = [(r, c) for r in range(cells) for c in range(cells)]
     entries = rng.integers(len(pool), size=len(cells_yx))
@@ -99,38 +112,82 @@ def gridded_image(strategy: Strategy, pool: Pool, rng: np.random.Generator, size
         else:  # a source smaller than the cell: pad with reflect-101
             crop = pad_reflect(crop, height, width)
             mask[y0:y1, x0:x1] = pad_reflect(table[background.view(np.uint8)], height, width)
-        if realistic:
-            layers[row].append(tile_layer(strategy, pool, entry, (y, x, height, width), (row, col, cells),  # type: ignore[arg-type]
-                                          reference))
-        else:
+        if render:
             image[y0:y1, x0:x1] = crop
+        else:
+            tiles.append((entry, y, x, row, col))
         chosen.append(entry)
         corners.append([y, x])
-    if realistic:
-        image = blend_grid(layers, edges, edges, strategy.feather)  # type: ignore[attr-defined]
-        if strategy.seam_ignore:  # type: ignore[attr-defined]
+    if not render:
+        if getattr(strategy, "seam_ignore", 0):
             mask[grid_band(size, size, edges, edges, strategy.seam_ignore)] = IGNORE_INDEX  # type: ignore[attr-defined]
+        return tiles, mask, chosen, corners
     return image, mask, chosen, corners
 
 
-def tile_layer(strategy: MixingStrategy, pool: Pool, entry: int, window: tuple[int, int, int, int],
-               cell: tuple[int, int, int], reference: StainReference | None) -> np.ndarray:
-    """The crop ``window`` (y, x, height, width) of ``entry`` for grid cell (row, col, cells), grown
-    by ``strategy.feather`` into its neighbours (reflect-101 beyond the source, as the padding of
-    small sources) and stain-matched toward ``reference`` (which it sets when still empty)."""
-    y, x, height, width = window
-    row, col, cells = cell
-    top, bottom = extension(strategy.feather, row, cells)
-    left, right = extension(strategy.feather, col, cells)
-    grown = (y - top, x - left, height + top + bottom, width + left + right)
-    tile = reflect_window(pool.image(entry), *grown)
-    if strategy.stain != "none" and reference is not None:
-        stats = strategy.stain_stats(pool, entry)
-        if reference.stats is None:
-            reference.stats = stats  # the reference tile itself stays as it is
-        else:
-            tile = transfer(tile, reflect_window(pool.background(entry), *grown), stats, reference.stats)
-    return tile
+def render_grid(strategy: MixingStrategy, pool: Pool, tiles: list[Tile], size: int, cells: int,
+                reference: StainReference | None, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The image of drawn ``tiles``: each crop grown by ``strategy.feather`` into its neighbours
+    (reflect-101 beyond its source, as the padding of small sources), stain-matched toward
+    ``reference`` (the first tile with statistics sets it and stays as it is), seams cross-faded.
+
+    Only the pixels inside ``region`` (y0, y1, x0, x1 of the grid; default all) are computed, the
+    rest left uninitialised: a Mosaic quadrant reads a fraction of its gridded image, and the colour
+    transfer and the cross-fades would otherwise cost more than everything else.
+    """
+    edges = grid_edges(size, cells)
+    layers: list[list[np.ndarray]] = [[] for _ in range(cells)]
+    for entry, y, x, row, col in tiles:
+        top, bottom = extension(strategy.feather, row, cells)
+        left, right = extension(strategy.feather, col, cells)
+        height = edges[row + 1] - edges[row] + top + bottom
+        width = edges[col + 1] - edges[col] + left + right
+        grown = (y - top, x - left, height, width)
+        tile = reflect_window(pool.image(entry), *grown)
+        if strategy.stain != "none" and reference is not None:
+            if reference.stats is None:
+                reference.stats = strategy.stain_stats(pool, entry)
+            else:
+                gy, gx = edges[row] - top, edges[col] - left  # the layer's corner in the grid
+                ry0, ry1, rx0, rx1 = region or (0, size, 0, size)
+                window = (slice(max(ry0 - gy, 0), max(min(ry1 - gy, height), 0)),
+                          slice(max(rx0 - gx, 0), max(min(rx1 - gx, width), 0)))
+                if window[0].stop > window[0].start and window[1].stop > window[1].start:
+                    stats = strategy.stain_stats(pool, entry)
+                    if stats is not None:
+                        background = reflect_window(pool.background(entry), *grown)
+                        tile = tile.copy()  # it may be the pool's own (read-only) array
+                        tile[window] = transfer(tile[window], background[window], stats, reference.stats)
+        layers[row].append(tile)
+    return blend_grid(layers, edges, edges, strategy.feather, region)
+
+
+def source_region(matrix: np.ndarray, width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the pixels of a size x size image that ``cv2.warpAffine(image, matrix,
+    (width, height), INTER_LINEAR, BORDER_REFLECT_101)`` reads, with a margin for the bilinear
+    neighbours and reflections folded back in."""
+    (a, b, c), (d, e, f) = matrix.tolist()  # plain floats: numpy costs more than this arithmetic
+    det = a * e - b * d
+    xs, ys = [], []
+    for u, v in ((0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)):
+        du, dv = u - c, v - f
+        xs.append((e * du - b * dv) / det)
+        ys.append((a * dv - d * du) / det)
+    x0, x1 = _folded(math.floor(min(xs)) - 1, math.ceil(max(xs)) + 2, size)
+    y0, y1 = _folded(math.floor(min(ys)) - 1, math.ceil(max(ys)) + 2, size)
+    return y0, y1, x0, x1
+
+
+def _folded(low: int, high: int, size: int) -> tuple[int, int]:
+    """The indices in [0, size) that reflect-101 reads for indices low..high-1."""
+    if low < -(size - 2) or high > 2 * size - 1:  # more than one reflection: everything
+        return 0, size
+    start, stop = max(low, 0), min(high, size)
+    if low < 0:
+        stop = max(stop, min(size, 1 - low))
+    if high > size:
+        start = min(start, max(0, 2 * size - 1 - high))
+    return start, stop
 
 
 def affine_matrix(size: int, flip: str, angle: float, scale: float, shift: tuple[float, float],
@@ -212,7 +269,10 @@ class Mosaic(MixingStrategy):
         reference = StainReference() if self.stain != "none" else None
         layers: list[list[np.ndarray]] = [[], []]
         for q, (y0, y1, x0, x1) in enumerate(boxes):
-            grid_image, grid_mask, entries, corners = gridded_image(self, pool, rng, size, self.grid, reference)
+            if self.plain:
+                grid_image, grid_mask, entries, corners = gridded_image(self, pool, rng, size, self.grid)
+            else:
+                tiles, grid_mask, entries, corners = draw_grid(self, pool, rng, size, self.grid, render=False)
             qh, qw = y1 - y0, x1 - x0
             flip = FLIPS[1 + int(rng.integers(3))] if rng.random() < self.flip_p else "none"
             if rng.random() < self.ssr_p:
@@ -222,21 +282,34 @@ class Mosaic(MixingStrategy):
             else:
                 angle, scale, shift = 0.0, 1.0, (0.0, 0.0)
             crop = (int(rng.integers(size - qh + 1)), int(rng.integers(size - qw + 1)))
+            if not self.plain:
+                # The quadrant, grown across its inner sides by feather pixels: one warp whose core
+                # is the quadrant (up to OpenCV's fixed-point rounding, 1 level on ~0.05% of values).
+                top, bottom = extension(self.feather, q // 2, 2)
+                left, right = extension(self.feather, q % 2, 2)
+                grown_matrix = affine_matrix(size, flip, angle, scale, shift, crop)
+                grown_matrix[0, 2] += left
+                grown_matrix[1, 2] += top
+                grown_size = (qw + left + right, qh + top + bottom)
+                region = source_region(grown_matrix, *grown_size, size)
+                grid_image = render_grid(self, pool, tiles, size, self.grid, reference, region)
             if angle == 0.0 and scale == 1.0 and shift == (0.0, 0.0):
                 # Pure flips and crops are exact pixel copies: slicing is cheaper than a warp.
                 flipped_image, flipped_mask = _flip(grid_image, flip), _flip(grid_mask, flip)
                 window = (slice(crop[0], crop[0] + qh), slice(crop[1], crop[1] + qw))
-                image[y0:y1, x0:x1] = flipped_image[window]
+                if not self.feather:
+                    image[y0:y1, x0:x1] = flipped_image[window]
                 mask[y0:y1, x0:x1] = flipped_mask[window]
             else:
                 matrix = affine_matrix(size, flip, angle, scale, shift, crop)
-                image[y0:y1, x0:x1] = cv2.warpAffine(grid_image, matrix, (qw, qh), flags=cv2.INTER_LINEAR,
-                                                     borderMode=cv2.BORDER_REFLECT_101)
+                if not self.feather:
+                    image[y0:y1, x0:x1] = cv2.warpAffine(grid_image, matrix, (qw, qh), flags=cv2.INTER_LINEAR,
+                                                         borderMode=cv2.BORDER_REFLECT_101)
                 mask[y0:y1, x0:x1] = cv2.warpAffine(grid_mask, matrix, (qw, qh), flags=cv2.INTER_NEAREST,
                                                     borderMode=cv2.BORDER_REFLECT_101)
             if self.feather:
-                layers[q // 2].append(self.grown_quadrant(grid_image, image[y0:y1, x0:x1], q,
-                                                          affine_matrix(size, flip, angle, scale, shift, crop)))
+                layers[q // 2].append(cv2.warpAffine(grid_image, grown_matrix, grown_size, flags=cv2.INTER_LINEAR,
+                                                     borderMode=cv2.BORDER_REFLECT_101))
             sources.extend(entries)
             quadrants.append({"tiles": corners, "flip": flip, "angle": round(angle, 4), "scale": round(scale, 5),
                               "shift": [round(s, 5) for s in shift], "crop": list(crop)})
@@ -245,27 +318,6 @@ class Mosaic(MixingStrategy):
         if self.seam_ignore:
             mask[grid_band(size, size, (0, ah, size), (0, aw, size), self.seam_ignore)] = IGNORE_INDEX
         return Sample(image, mask, sources, {"anchor": [ah, aw], "quadrants": quadrants})
-
-    def grown_quadrant(self, grid_image: np.ndarray, core: np.ndarray, quadrant: int, matrix: np.ndarray) -> np.ndarray:
-        """Quadrant ``quadrant`` (0-3: top-left, top-right, bottom-left, bottom-right) grown by
-        ``feather`` pixels across its inner sides: ``core`` (the quadrant as pasted) surrounded by
-        the same warp of the gridded image continued over the strips beyond it."""
-        top, bottom = extension(self.feather, quadrant // 2, 2)
-        left, right = extension(self.feather, quadrant % 2, 2)
-        qh, qw = core.shape[:2]
-        grown = np.empty((qh + top + bottom, qw + left + right, 3), np.uint8)
-        grown[top : top + qh, left : left + qw] = core
-        strips = [(0, 0, top, grown.shape[1]), (top + qh, 0, bottom, grown.shape[1]),
-                  (top, 0, qh, left), (top, left + qw, qh, right)]  # (y, x, height, width) in grown
-        for y, x, height, width in strips:
-            if height and width:
-                shifted = matrix.copy()
-                shifted[0, 2] += left - x
-                shifted[1, 2] += top - y
-                grown[y : y + height, x : x + width] = cv2.warpAffine(
-                    grid_image, shifted, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        return grown
-
 
 def _flip(array: np.ndarray, flip: str) -> np.ndarray:
     if flip == "horizontal":

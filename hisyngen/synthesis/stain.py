@@ -71,21 +71,21 @@ class StainBasis:
 Stats = LabStats | StainBasis
 
 
-def subsample(image: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """The tissue pixels of a regular subsample of ``image``, as (N, 3) uint8 RGB."""
+def subsample(image: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A regular subsample of ``image`` (contiguous RGB uint8) and of its tissue (uint8 0/1)."""
     step = max(1, min(image.shape[0], image.shape[1]) // STATS_SIDE)
-    pixels = image[::step, ::step]
-    return pixels[~background[::step, ::step]]
+    pixels = np.ascontiguousarray(np.asarray(image)[::step, ::step])
+    tissue = np.ascontiguousarray(np.asarray(background)[::step, ::step]).view(np.uint8) ^ 1
+    return pixels, tissue
 
 
 def lab_stats(image: np.ndarray, background: np.ndarray) -> LabStats | None:
     """Reinhard statistics of ``image`` (RGB uint8) over its non-``background`` pixels."""
-    pixels = subsample(image, background)
-    if len(pixels) < MIN_TISSUE_PIXELS:
+    pixels, tissue = subsample(image, background)
+    if cv2.countNonZero(tissue) < MIN_TISSUE_PIXELS:
         return None
-    lab = cv2.cvtColor(np.ascontiguousarray(pixels.reshape(-1, 1, 3)), cv2.COLOR_RGB2LAB).reshape(-1, 3)
-    lab = lab.astype(np.float64)
-    return LabStats(tuple(lab.mean(axis=0).tolist()), tuple(lab.std(axis=0).tolist()))  # type: ignore[arg-type]
+    mean, std = cv2.meanStdDev(cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB), mask=tissue)
+    return LabStats(tuple(mean.ravel().tolist()), tuple(std.ravel().tolist()))  # type: ignore[arg-type]
 
 
 def reinhard_table(source: LabStats, reference: LabStats) -> np.ndarray:
@@ -116,7 +116,8 @@ def macenko_basis(image: np.ndarray, background: np.ndarray, alpha: float = MACE
                   beta: float = MACENKO_BETA) -> StainBasis | None:
     """Macenko stain vectors and maximal concentrations of ``image``'s non-``background`` pixels
     (None when too few pixels carry stain or they span no plane: a flat colour)."""
-    od = optical_density(subsample(image, background)).astype(np.float64)
+    pixels, tissue = subsample(image, background)
+    od = optical_density(pixels[tissue.view(bool)]).astype(np.float64)
     od = od[(od >= beta).all(axis=1)]
     if len(od) < MIN_TISSUE_PIXELS:
         return None
