@@ -12,6 +12,10 @@ Per strategy, on the single-tissue patches of a source (default: ../shared/data/
 Run with OMP_NUM_THREADS=1 on an otherwise idle machine::
 
     OMP_NUM_THREADS=1 python tools/bench_synthesis.py [--source DIR] [--strategies mosaic,bezier]
+
+``--options stain=reinhard,feather=3`` (repeatable) measures only the in-memory rate of each
+strategy plain and with each set of strategy parameters, interleaved in ``--rounds`` rounds
+(issue 18: the cost of the realism options), and prints medians and ranges.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bcss-wsss-mini"
 REFERENCE = {"mosaic": 51.0, "bezier": 168.0}  # reference implementation, this machine (issue 3)
 
 
-def in_memory_rate(pack, name: str, count: int) -> float:
+def in_memory_rate(pack, name: str, count: int, params: dict | None = None) -> float:
     from hisyngen.synthesis import make_strategy, sample_rng
 
-    strategy = make_strategy(name)
+    strategy = make_strategy(name, params)
     for i in range(20):  # warm-up
         strategy.generate(pack, sample_rng(0, name, 10_000_000 + i))
     start = time.perf_counter()
@@ -122,6 +126,8 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: system temp)")
+    parser.add_argument("--options", action="append", default=[], metavar="K=V,K=V",
+                        help="compare the in-memory rate with these strategy parameters against none (repeatable)")
     args = parser.parse_args()
 
     import cv2
@@ -132,6 +138,9 @@ def main() -> None:
     if os.environ.get("OMP_NUM_THREADS") != "1":
         print("warning: set OMP_NUM_THREADS=1 for comparable numbers", file=sys.stderr)
     source = open_source(args.source)
+    if args.options:
+        compare_options(source, args)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-synth-", dir=args.workdir))
     cache = work / "cache"
     try:
@@ -182,6 +191,44 @@ def main() -> None:
             cells = [f"{r[f'rss_{c}']['main']:.0f} / {r[f'rss_{c}']['worker']:.0f}" for c in counts]
             growth = max(r[f"rss_{counts[-1]}"][k] - r[f"rss_{counts[0]}"][k] for k in ("main", "worker"))
             print(f"| {r['strategy']} | " + " | ".join(cells) + f" | {growth:+.1f} MB |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def compare_options(source, args) -> None:
+    """In-memory rates plain and with each ``--options`` set, interleaved round by round."""
+    import statistics
+
+    from hisyngen.sources import build_pool_pack
+
+    variants = [{}] + [dict(item.split("=", 1) for item in options.split(",")) for options in args.options]
+    work = Path(tempfile.mkdtemp(prefix="bench-synth-", dir=args.workdir))
+    try:
+        pack, _ = build_pool_pack(source, cache_dir=work / "cache")
+        pack.preload()
+        results = []
+        for name in args.strategies.split(","):
+            rates: list[list[float]] = [[] for _ in variants]
+            for _ in range(args.rounds):
+                for k, params in enumerate(variants):
+                    rates[k].append(in_memory_rate(pack, name, args.memory_count, params))
+            for k, params in enumerate(variants):
+                ratios = [a / b for a, b in zip(rates[k], rates[0])]
+                row = {"strategy": name, "options": params, "median": statistics.median(rates[k]),
+                       "range": [min(rates[k]), max(rates[k])], "ratio_median": statistics.median(ratios),
+                       "ratio_range": [min(ratios), max(ratios)], "rounds": [round(r, 1) for r in rates[k]]}
+                results.append(row)
+                print(json.dumps(row), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nsource: {args.source} · {os.cpu_count()} CPUs · OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} · "
+          f"{args.rounds} interleaved rounds of {args.memory_count} samples\n")
+    print("| strategy | options | in memory, img/s: median (range) | vs plain, same round: median (range) |")
+    print("|---|---|---|---|")
+    for r in results:
+        options = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "none (plain)"
+        print(f"| {r['strategy']} | {options} | {r['median']:.0f} ({r['range'][0]:.0f}-{r['range'][1]:.0f}) "
+              f"| {r['ratio_median']:.2f} ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}) |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
