@@ -36,14 +36,34 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bcss-wsss-mini"
 
 
 PRECISIONS = ("fp32", "bf16")
-CASES = ("score", "train-step")
+CASES = ("score", "train-step", "epoch")
+"""score and train-step: one batch of random images, compute only; epoch: one epoch of discriminator
+training on --source (the paper's settings, Bezier negatives generated on the fly as `filter-train`
+does, validation and BatchNorm recalibration included) in seconds."""
 
 
-def run_case(case: str, precision: str, batch: int = 64, size: int = 224, warmup: int = 1, timed: int = 4) -> dict:
+def run_case(case: str, precision: str, batch: int = 64, size: int = 224, warmup: int = 1, timed: int = 4,
+             source: str = str(DEFAULT_SOURCE)) -> dict:
     """Time ``case`` in this process at ``precision`` on one thread; images/s and peak RSS."""
     import resource
 
     import torch
+
+    if case == "epoch":
+        from hisyngen.filtering.train import TrainConfig, train_filter
+        from hisyngen.sources import open_source
+        from hisyngen.synthesis import make_strategy
+
+        torch.set_num_threads(1)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            report = train_filter(open_source(source), make_strategy("bezier"), Path(tmp) / "disc",
+                                  TrainConfig(epochs=1, precision=precision), negatives=1000, cache_dir=Path(tmp) / "cache")
+            seconds = time.perf_counter() - start
+        images = report["split"]["train"]["real"] + report["split"]["train"]["synthetic"]
+        return dict(case=case, precision=precision, batch=report["batch_size_used"], size=224,
+                    images_per_s=images / seconds, seconds=seconds,
+                    peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     from hisyngen.filtering.model import fold_batchnorm
     from hisyngen.filtering.train import _random_flips, seeded_model
@@ -88,16 +108,17 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def precision_rounds(precisions: list[str], rounds: int) -> list[dict]:
+def precision_rounds(precisions: list[str], rounds: int, cases: list[str], source: str) -> list[dict]:
     """Every case at every precision, each in a fresh process, the precisions alternating per round."""
     import subprocess
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     rows = []
-    for case in CASES:
+    for case in cases:
         for round_ in range(rounds):
             for precision in (precisions if round_ % 2 == 0 else precisions[::-1]):
-                proc = subprocess.run([sys.executable, __file__, "--case", case, "--precisions", precision],
+                proc = subprocess.run([sys.executable, __file__, "--case", case, "--precisions", precision,
+                                       "--source", source],
                                       env=env, capture_output=True, text=True)
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if proc.returncode or line is None:
@@ -111,8 +132,8 @@ def precision_rounds(precisions: list[str], rounds: int) -> list[dict]:
 def render_precisions(rows: list[dict], precisions: list[str]) -> list[str]:
     """Markdown: per (case, precision) median [range] images/s, the bf16 speed-up as the median of
     each round's ratio, and peak RSS."""
-    lines = ["| discriminator, 224 px, batch 64, 1 thread | precision | images/s, median [range] "
-             "| bf16 speed-up, median [range] | peak RSS (MiB) |", "|---|---|---|---|---|"]
+    lines = ["| discriminator, 224 px, 1 thread | precision | batch | images/s, median [range] "
+             "| bf16 speed-up, median [range] | peak RSS (MiB) |", "|---|---|---|---|---|---|"]
     for case in CASES:
         by = {p: [r for r in rows if r["case"] == case and r["precision"] == p] for p in precisions}
         for p in precisions:
@@ -124,8 +145,9 @@ def render_precisions(rows: list[dict], precisions: list[str]) -> list[str]:
                 fp32 = {r["round"]: r["images_per_s"] for r in by["fp32"]}
                 ratios = [r["images_per_s"] / fp32[r["round"]] for r in by[p] if r["round"] in fp32]
                 speed = f"{median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
-            name = {"score": "scoring (what `filter` runs)", "train-step": "training step (`fit`)"}[case]
-            lines.append(f"| {name} | {p} | {median(rates):.1f} [{min(rates):.1f}-{max(rates):.1f}] | {speed} "
+            name = {"score": "scoring (what `filter` runs)", "train-step": "training step (`fit`)",
+                    "epoch": "training epoch, bcss-wsss-mini Bezier (images/s of the epoch's training set)"}[case]
+            lines.append(f"| {name} | {p} | {by[p][0]['batch']} | {median(rates):.1f} [{min(rates):.1f}-{max(rates):.1f}] | {speed} "
                          f"| {median([r['peak_rss_mib'] for r in by[p]]):.0f} |")
     return lines
 
@@ -226,13 +248,15 @@ def main() -> None:
                              "a second one in bf16; then exit")
     parser.add_argument("-s", "--strategy", default="bezier", help="strategy of the --agreement discriminators")
     parser.add_argument("--candidates", type=int, default=2000, help="fresh candidates for --agreement")
+    parser.add_argument("--cases", default="score,train-step",
+                        help=f"comma-separated precision cases of {', '.join(CASES)} (epoch: minutes each)")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if not precisions or any(p not in PRECISIONS for p in precisions):
         parser.error("--precisions takes fp32 and/or bf16")
     if args.case:
-        print("RESULT " + json.dumps(run_case(args.case, precisions[0])))
+        print("RESULT " + json.dumps(run_case(args.case, precisions[0], source=args.source)))
         return
     if args.agreement:
         folders = [f.strip() for f in args.agreement.split(",") if f.strip()]
@@ -244,7 +268,10 @@ def main() -> None:
 
     from hisyngen.precision import cpu_bf16_flags
 
-    results: dict = {"precision_rounds": precision_rounds(precisions, args.rounds), "strategies": {}}
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not cases or any(c not in CASES for c in cases):
+        parser.error(f"--cases takes {', '.join(CASES)}")
+    results: dict = {"precision_rounds": precision_rounds(precisions, args.rounds, cases, args.source), "strategies": {}}
     if not args.skip_training:
         from hisyngen.filtering.filter import FilterStopped, filter_corpus
         from hisyngen.filtering.train import TrainConfig, train_filter
