@@ -223,6 +223,24 @@ LUAD_HISTOSEG = DatasetSpec(
 
 BUILTIN_SPECS: dict[str, DatasetSpec] = {s.name: s for s in (WSSS4LUAD, BCSS_WSSS, LUAD_HISTOSEG)}
 
+# The paper's per-dataset numbers (the build's defaults when ``count`` / ``discriminator.epochs`` are null).
+PAPER_COUNT = 3600
+"""Synthetic samples kept per strategy in the paper, unless :data:`PAPER_COUNT_BY_DATASET` says otherwise."""
+PAPER_COUNT_BY_DATASET = {"bcss-wsss": 7200}
+PAPER_EPOCHS = 5
+"""Discriminator training epochs in the paper, unless :data:`PAPER_EPOCHS_BY_RUN` says otherwise."""
+PAPER_EPOCHS_BY_RUN = {("bcss-wsss", "mosaic"): 3}
+
+
+def paper_count(dataset: str) -> int:
+    """Kept samples per strategy in the paper: 7,200 for BCSS-WSSS, 3,600 otherwise."""
+    return PAPER_COUNT_BY_DATASET.get(dataset, PAPER_COUNT)
+
+
+def paper_epochs(dataset: str, strategy: str) -> int:
+    """Discriminator epochs in the paper: 3 for BCSS-WSSS Mosaic, 5 otherwise."""
+    return PAPER_EPOCHS_BY_RUN.get((dataset, strategy), PAPER_EPOCHS)
+
 
 def get_spec(name: str) -> DatasetSpec:
     """A built-in spec by name (case-insensitive; ``_`` and ``-`` are interchangeable)."""

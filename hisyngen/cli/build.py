@@ -8,7 +8,9 @@ from typing import Any, Sequence
 
 import click
 
+from hisyngen.build.config import paper_count_text, top_level_default
 from hisyngen.cli.common import ALLOW_OUTSIDE_ROOT_HELP, print_json
+from hisyngen.filtering.select import Selection
 from hisyngen.precision import PRECISIONS
 from hisyngen.safety import recorded_command, redact
 
@@ -29,7 +31,7 @@ def _command_line() -> str:
 def run_build(source: str, out: str, overrides: dict, config_file: str | None, token: str | None, quiet: bool,
               as_json: bool, allow_outside_root: bool = False, show: bool = True) -> dict:
     """Run (or resume) a build; print its summary (as JSON with ``as_json``) unless not ``show``."""
-    from hisyngen.pipeline import Build, load_config, render_summary
+    from hisyngen.build import Build, load_config, render_summary
 
     config = load_config(config_file, overrides)
     log = (lambda message: None) if quiet or as_json else (lambda message: click.echo(redact(message, (token,)), err=True))
@@ -50,23 +52,31 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
               help="YAML with any setting of --print-config; command-line options win over it.")
 @click.option("--dataset", default=None, help="Force a built-in layout: wsss4luad, bcss-wsss, luad-histoseg.")
 @click.option("--spec", "spec_file", default=None, type=click.Path(dir_okay=False), help="A custom dataset spec file.")
-@click.option("--strategies", default=None, help="Comma-separated strategies [default: mosaic,bezier].")
-@click.option("-n", "--count", type=int, default=None, help="Samples kept per strategy [default: 7200 for BCSS-WSSS, else 3600].")
-@click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
+# Every option defaults to None ("not given": a -c FILE setting stands); the help quotes the
+# configuration's defaults (hisyngen.build.config).
+@click.option("--strategies", default=None,
+              help=f"Comma-separated strategies [default: {','.join(top_level_default('strategies'))}].")
+@click.option("-n", "--count", type=int, default=None,
+              help=f"Samples kept per strategy [default: {paper_count_text(upper=True)}].")
+@click.option("--seed", type=int, default=None, help=f"Random seed [default: {top_level_default('seed')}].")
 @click.option("--no-filter", is_flag=True, help="Skip the discriminators: keep every synthetic sample.")
 @click.option("--selection", type=click.Choice(["rank", "threshold"]), default=None,
               help="rank: keep the most realistic of --oversample x COUNT candidates (known cost); threshold: "
-                   "p_real > 0.5 until COUNT [default: rank].")
-@click.option("--oversample", type=float, default=None, help="rank: candidates scored per kept sample [default: 5].")
+                   f"p_real > {top_level_default('threshold'):g} until COUNT [default: {top_level_default('selection')}].")
+@click.option("--oversample", type=float, default=None,
+              help=f"rank: candidates scored per kept sample [default: {top_level_default('oversample'):g}].")
 @click.option("--paper", is_flag=True,
-              help="The paper's filter: threshold 0.5 without per-stratum quotas, unweighted discriminator training.")
+              help=f"The paper's filter: threshold {Selection.paper().threshold:g} without per-stratum quotas, "
+                   "unweighted discriminator training.")
 @click.option("--max-attempts", type=int, default=None,
               help="threshold: filter candidates per strategy at most [default: 1000 x count, a 0.1% acceptance "
                    "floor]; a rerun may raise it.")
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
-@click.option("--device", default=None, help="Discriminator device: auto, cpu, cuda, cuda:1 [default: auto].")
+@click.option("--device", default=None,
+              help=f"Discriminator device: auto, cpu, cuda, cuda:1 [default: {top_level_default('device')}].")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Discriminator arithmetic [default: auto = bf16 where the CPU/GPU has native bf16, else fp32].")
+              help=f"Discriminator arithmetic [default: {top_level_default('precision')} = bf16 where the CPU/GPU has "
+                   "native bf16, else fp32].")
 @click.option("--push-to-hub", "push_to_hub", default=None, metavar="USER/NAME", help="Push the HF export to this dataset repo.")
 @click.option("--private", is_flag=True, default=None, help="Make the pushed dataset private.")
 @click.option("--allow-outside-root", "allow_outside_root", is_flag=True, help=ALLOW_OUTSIDE_ROOT_HELP)
@@ -106,10 +116,12 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
     if paper:
         if selection == "rank" or oversample is not None:
             raise click.UsageError("--paper is threshold selection without quotas; drop --selection rank/--oversample")
-        overrides.update({"selection": "threshold", "stratify": False, "threshold": 0.5})
+        filter_of_the_paper = Selection.paper()
+        overrides.update({"selection": filter_of_the_paper.mode, "stratify": filter_of_the_paper.stratify,
+                          "threshold": filter_of_the_paper.threshold})
         overrides["discriminator"] = {"match_classes": False}
     if print_config:
-        from hisyngen.pipeline import config_text, load_config
+        from hisyngen.build import config_text, load_config
 
         click.echo(config_text(load_config(config_file, overrides)), nl=False)
         return

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from hisyngen.cli.common import open_source_from_options, print_json, source_options
 from hisyngen.errors import HisynError
+from hisyngen.workers import default_workers
 
 STRATEGY_NAMES = ["mosaic", "bezier", "onelabel", "gridded", "cutmix", "mosaic-nosplice"]
-
-
-def default_workers() -> int:
-    """CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, str]:
