@@ -11,6 +11,7 @@ discriminator only chooses *within* a stratum.
 A candidate's stratum is its dominant class (most pixels) plus the set of classes it holds, e.g.
 ``"2:0+2"``: presence alone lets the kept samples shrink the rare class' area within the stratum,
 dominance alone lets them drop it as the minor class (see README, filter benchmark).
+Settings, defaults and their sources: docs/method.md#filtering-and-selection.
 """
 
 from __future__ import annotations

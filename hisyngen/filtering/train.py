@@ -1,4 +1,4 @@
-"""Training, evaluating, saving and loading real-vs-synthetic discriminators (SPEC.md section 5)."""
+"""Training, evaluating, saving and loading real-vs-synthetic discriminators (docs/method.md#discriminator)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``CAMConsistencyHead`` is mmseg's ``DepthwiseSeparableASPPHead`` plus a CAM branch on the same
 deepest backbone stage the ASPP reads (``in_index``): Dropout(0.5) + 1x1 conv -> C activation maps
-F_c, whose global average pool gives the image-level logits z. Training losses (SPEC.md section 6):
+F_c, whose global average pool gives the image-level logits z. Training losses (docs/method.md#training):
 
 - ``loss_seg`` (``loss_decode``, Dice): samples with a mask, i.e. synthetic ones; real ones too
   when ``seg_on_real=True`` (stage 2, real images with pseudo masks).

@@ -1,4 +1,4 @@
-"""The three HisynSeg losses (SPEC.md section 6), as plain functions and registered modules.
+"""The three HisynSeg losses (docs/method.md#training), as plain functions and registered modules.
 
 - :func:`multiclass_dice_loss` (L_seg): 1 - mean over classes of the soft Dice of each class,
   aggregated over all valid pixels of the batch (pixels equal to ``ignore_index`` are dropped from
