@@ -15,7 +15,7 @@ from hisyngen.cli import cli
 from hisyngen.corpus import Corpus
 from hisyngen.errors import HisynError
 from hisyngen.imageio import read_mask
-from hisyngen.pipeline import DEFAULTS, Build, load_config, merge_config
+from hisyngen.build import DEFAULTS, Build, load_config, merge_config
 from hisyngen.spec import get_spec
 
 from fixtures import write_benchmark

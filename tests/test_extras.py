@@ -22,7 +22,7 @@ BLOCKED = textwrap.dedent('''
     sys.meta_path.insert(0, NotInstalled())
     from click.testing import CliRunner
 
-    import hisyngen.cli, hisyngen.pipeline, hisyngen.demo, hisyngen.export, hisyngen.export.push
+    import hisyngen.cli, hisyngen.build.stages, hisyngen.build.report, hisyngen.demo, hisyngen.export, hisyngen.export.push
     import hisyngen.filtering.filter, hisyngen.filtering.realism, hisyngen.filtering.train
     at_import = list(attempts)
     out = {"at_import": at_import}
@@ -31,7 +31,7 @@ BLOCKED = textwrap.dedent('''
         result = CliRunner().invoke(hisyngen.cli.cli, args)
         out[" ".join(args)] = [result.exit_code, result.output]
     from pathlib import Path
-    out["train_commands"] = hisyngen.pipeline.train_commands("bcss-wsss", Path("exports/mmseg"), Path("train"))
+    out["train_commands"] = hisyngen.build.report.train_commands("bcss-wsss", Path("exports/mmseg"), Path("train"))
     try:
         import hisyngen.mmseg
     except ImportError as exc:
@@ -68,7 +68,7 @@ def test_core_commands_need_no_openmmlab_and_training_names_the_extra():
 
 
 def test_build_summary_without_openmmlab_says_how_to_get_the_stock_command():
-    from hisyngen.pipeline import render_summary
+    from hisyngen.build import render_summary
 
     summary = {"out": "o", "source": "s", "dataset": "bcss-wsss", "seconds_this_run": 1.0, "strategies": {},
                "exports": {}, "train_command": "hisyngen train x --data-root e", "stock_train_command": None,

@@ -312,7 +312,7 @@ def test_a_second_run_into_a_locked_out_is_refused_and_a_dead_holder_does_not_bl
 
 def test_export_build_filter_and_merge_take_the_lock(small, tmp_path):
     from hisyngen.filtering.filter import filter_corpus
-    from hisyngen.pipeline import DEFAULTS, Build, merge_config
+    from hisyngen.build import DEFAULTS, Build, merge_config
 
     root, source, corpora = small
     out = tmp_path / "out"

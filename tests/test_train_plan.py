@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hisyngen.pipeline import render_summary
+from hisyngen.build import render_summary
 from hisyngen.train_plan import (CPU_TRIAL_BATCH, CPU_TRIAL_CONFIG, CPU_TRIAL_ITERATIONS, choose_train_commands,
                                  paper_config, pretrained_available, pretrained_file)
 
