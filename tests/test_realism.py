@@ -10,7 +10,7 @@ from hisyngen.errors import HisynError
 from hisyngen.synthesis import describe_strategies, make_strategy, sample_rng
 from hisyngen.synthesis.base import pad_reflect
 from hisyngen.synthesis.seams import blend_grid, edge_weights, reflect_window
-from hisyngen.synthesis.stain import lab_stats, macenko, macenko_basis, reinhard, transfer
+from hisyngen.synthesis.stain import lab_stats, macenko, macenko_basis, reinhard, reinhard_affine, transfer
 
 from pools import MemoryPool, flat_pool
 
@@ -60,6 +60,25 @@ def test_reinhard_maps_the_lab_statistics_onto_the_reference():
     assert np.abs(lab.std(axis=0) - b.std).max() < 0.1 * max(b.std) + 1.0
     assert np.array_equal(out[source_bg], source[source_bg])  # white background untouched
     assert not np.array_equal(out[~source_bg], source[~source_bg])
+    fast = reinhard_affine(source, source_bg, a, b)  # what the strategies apply
+    assert np.array_equal(fast[source_bg], source[source_bg])
+    assert np.abs(fast[~source_bg].astype(int) - out[~source_bg]).mean() < 1.5
+
+
+def test_affine_reinhard_is_close_to_the_exact_map(shared_data, tmp_path):
+    from hisyngen.sources import build_pool_pack, open_source
+
+    pack, _ = build_pool_pack(open_source(shared_data / "bcss-wsss-mini"), cache_dir=tmp_path)
+    rng = np.random.default_rng(0)
+    errors, moves = [], []
+    for _ in range(30):
+        i, j = (int(v) for v in rng.integers(len(pack), size=2))
+        a, b = lab_stats(pack.image(i), pack.background(i)), lab_stats(pack.image(j), pack.background(j))
+        exact = reinhard(pack.image(i), pack.background(i), a, b).astype(int)
+        tissue = ~pack.background(i)
+        errors.append(np.abs(reinhard_affine(pack.image(i), pack.background(i), a, b)[tissue] - exact[tissue]).mean())
+        moves.append(np.abs(pack.image(i)[tissue] - exact[tissue]).mean())
+    assert np.mean(errors) < 1.5 and max(errors) < 4 and np.mean(moves) > 5 * np.mean(errors), (errors, moves)
 
 
 def test_macenko_recovers_known_stain_vectors():

@@ -10,8 +10,13 @@ pass the pool's detector: grayscale > 220 minus white blobs under 250 pixels, se
 
 * **Reinhard** (Reinhard et al., "Color transfer between images", 2001), in OpenCV's 8-bit CIE L*a*b*
   (L scaled to 0-255, a and b offset by 128): per channel, ``(v - mean_src) * std_ref / std_src +
-  mean_ref``. The map is per channel, so it is a 256-entry lookup table applied between one LAB
-  conversion and its inverse.
+  mean_ref``. :func:`reinhard` applies it exactly (a lookup table between a LAB conversion and its
+  inverse); strategies apply :func:`reinhard_affine`, its first-order expansion about the source's
+  mean colour: one 3 x 4 RGB matrix, ``J_ref^-1 S J_src``, with ``J`` the Jacobian of RGB -> LAB at
+  a mean colour and ``S`` the ratio of the standard deviations. On bcss-wsss-mini source pairs it is
+  within about one grey level (mean absolute difference) of the exact map, which moves pixels by
+  7-40 levels, at a thirtieth of the cost (two LAB conversions of every pasted pixel otherwise cost
+  more than the rest of a sample).
 * **Macenko** (Macenko et al., "A method for normalizing histology slides for quantitative
   analysis", ISBI 2009): optical density ``OD = -ln((I + 1) / 256)``; pixels with OD below ``beta`` in
   any channel are dropped; the two leading right singular vectors of the OD matrix span the stain
@@ -52,10 +57,18 @@ _OD_TABLE = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(n
 
 @dataclass(frozen=True)
 class LabStats:
-    """Mean and standard deviation of a source's tissue in OpenCV 8-bit LAB, per channel."""
+    """Mean and standard deviation of a source's tissue in OpenCV 8-bit LAB, per channel, and where
+    the affine expansion of Reinhard's map is taken: the RGB colour of the mean and the Jacobian of
+    RGB -> LAB there."""
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    anchor: np.ndarray
+    """float64 (3,): the RGB (0-255) colour whose LAB is ``mean``."""
+    jacobian: np.ndarray
+    """float64 (3, 3): d LAB / d RGB at ``anchor`` (8-bit LAB units per RGB level)."""
+    jacobian_inverse: np.ndarray
+    """float64 (3, 3): its inverse, for when this source is the reference."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,53 @@ def lab_stats(image: np.ndarray, background: np.ndarray) -> LabStats | None:
     if cv2.countNonZero(tissue) < MIN_TISSUE_PIXELS:
         return None
     mean, std = cv2.meanStdDev(cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB), mask=tissue)
-    return LabStats(tuple(mean.ravel().tolist()), tuple(std.ravel().tolist()))  # type: ignore[arg-type]
+    anchor = _lab8_to_rgb(mean.reshape(1, 3))[0]
+    step = 2.0  # central differences over +-2 RGB levels
+    probes = np.concatenate([anchor + step * np.eye(3), anchor - step * np.eye(3)])
+    lab = _rgb_to_lab8(probes)
+    jacobian = ((lab[:3] - lab[3:]) / (2 * step)).T
+    try:
+        inverse = np.linalg.inv(jacobian)
+    except np.linalg.LinAlgError:  # not a colour OpenCV's LAB can tell apart locally
+        return None
+    return LabStats(tuple(mean.ravel().tolist()), tuple(std.ravel().tolist()), anchor, jacobian,  # type: ignore[arg-type]
+                    inverse)
+
+
+# OpenCV's float LAB (L 0-100, a and b about 0) in the units of its 8-bit LAB (L 0-255, a, b + 128)
+_LAB8_SCALE = np.array([255.0 / 100.0, 1.0, 1.0])
+_LAB8_OFFSET = np.array([0.0, 128.0, 128.0])
+
+
+def _rgb_to_lab8(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) RGB in 0-255 (floats) to OpenCV 8-bit LAB units, without rounding."""
+    lab = cv2.cvtColor((rgb / 255.0).astype(np.float32).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    return lab.astype(np.float64) * _LAB8_SCALE + _LAB8_OFFSET
+
+
+def _lab8_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """(N, 3) OpenCV 8-bit LAB units to RGB in 0-255 (floats, unclipped)."""
+    lab = ((lab - _LAB8_OFFSET) / _LAB8_SCALE).astype(np.float32).reshape(-1, 1, 3)
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).reshape(-1, 3).astype(np.float64) * 255.0
+
+
+def reinhard_affine_matrix(source: LabStats, reference: LabStats) -> np.ndarray:
+    """The (3, 4) float32 RGB map ``x -> M x + t`` that is Reinhard's LAB map to first order:
+    source anchor to LAB (``J_src``), scale by the std ratios, back to RGB about the reference's
+    anchor (``J_ref^-1``)."""
+    scale = [r / max(s, MIN_LAB_STD) for r, s in zip(reference.std, source.std)]
+    out = np.empty((3, 4), np.float64)
+    out[:, :3] = reference.jacobian_inverse @ (source.jacobian * np.array(scale)[:, None])
+    out[:, 3] = reference.anchor - out[:, :3] @ source.anchor
+    return out.astype(np.float32)
+
+
+def reinhard_affine(region: np.ndarray, background: np.ndarray, source: LabStats, reference: LabStats) -> np.ndarray:
+    """:func:`reinhard`, applied as its affine expansion (:func:`reinhard_affine_matrix`): what the
+    strategies use. A new array; ``background`` pixels keep their values."""
+    region = np.ascontiguousarray(region)
+    out = cv2.transform(region, reinhard_affine_matrix(source, reference))
+    return _keep_background(out, region, background)
 
 
 def reinhard_table(source: LabStats, reference: LabStats) -> np.ndarray:
@@ -99,7 +158,8 @@ def reinhard_table(source: LabStats, reference: LabStats) -> np.ndarray:
 
 def reinhard(region: np.ndarray, background: np.ndarray, source: LabStats, reference: LabStats) -> np.ndarray:
     """``region`` (RGB uint8, a crop of the source ``source`` describes) with its LAB statistics
-    mapped onto ``reference``'s; ``background`` pixels keep their values. A new array."""
+    mapped onto ``reference``'s, exactly; ``background`` pixels keep their values. A new array.
+    (The reference :func:`reinhard_affine` is checked against.)"""
     region = np.ascontiguousarray(region)
     lab = cv2.cvtColor(region, cv2.COLOR_RGB2LAB)
     cv2.LUT(lab, reinhard_table(source, reference), dst=lab)
@@ -179,7 +239,7 @@ def transfer(region: np.ndarray, background: np.ndarray, source: Stats | None, r
     if source is None or reference is None:
         return region
     if isinstance(source, LabStats) and isinstance(reference, LabStats):
-        return reinhard(region, background, source, reference)
+        return reinhard_affine(region, background, source, reference)
     if isinstance(source, StainBasis) and isinstance(reference, StainBasis):
         return macenko(region, background, source, reference)
     raise TypeError("source and reference statistics come from different stain methods")
