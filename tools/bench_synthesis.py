@@ -35,16 +35,16 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "bcss-wsss-mini"
 REFERENCE = {"mosaic": 51.0, "bezier": 168.0}  # reference implementation, this machine (issue 3)
 
 
-def in_memory_rate(pack, name: str, count: int, params: dict | None = None) -> float:
+def in_memory_rate(pack, name: str, count: int, params: dict | None = None, clock=time.perf_counter) -> float:
     from hisyngen.synthesis import make_strategy, sample_rng
 
     strategy = make_strategy(name, params)
     for i in range(20):  # warm-up
         strategy.generate(pack, sample_rng(0, name, 10_000_000 + i))
-    start = time.perf_counter()
+    start = clock()
     for i in range(count):
         strategy.generate(pack, sample_rng(0, name, i))
-    return count / (time.perf_counter() - start)
+    return count / (clock() - start)
 
 
 def png_floor_rate(pack_folder: str, spec_dict: dict, name: str, count: int, folder: str) -> float:
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="scratch folder (default: system temp)")
     parser.add_argument("--options", action="append", default=[], metavar="K=V,K=V",
                         help="compare the in-memory rate with these strategy parameters against none (repeatable)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="for --options: wall-clock time, or this process' CPU time (steadier on a shared machine)")
     args = parser.parse_args()
 
     import cv2
@@ -211,7 +213,8 @@ def compare_options(source, args) -> None:
             rates: list[list[float]] = [[] for _ in variants]
             for _ in range(args.rounds):
                 for k, params in enumerate(variants):
-                    rates[k].append(in_memory_rate(pack, name, args.memory_count, params))
+                    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+                    rates[k].append(in_memory_rate(pack, name, args.memory_count, params, clock))
             for k, params in enumerate(variants):
                 ratios = [a / b for a, b in zip(rates[k], rates[0])]
                 row = {"strategy": name, "options": params, "median": statistics.median(rates[k]),
@@ -222,7 +225,7 @@ def compare_options(source, args) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nsource: {args.source} · {os.cpu_count()} CPUs · OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} · "
-          f"{args.rounds} interleaved rounds of {args.memory_count} samples\n")
+          f"{args.rounds} interleaved rounds of {args.memory_count} samples · {args.clock} clock\n")
     print("| strategy | options | in memory, img/s: median (range) | vs plain, same round: median (range) |")
     print("|---|---|---|---|")
     for r in results:
