@@ -84,14 +84,15 @@ def png_floor_parallel(pack_folder: str, spec_dict: dict, name: str, count: int,
         return sum(pool.map(_floor_job, jobs))
 
 
-def written_rate(source, name: str, count: int, workers: int, folder: Path, cache: Path) -> float:
+def written_rate(source, name: str, count: int, workers: int, folder: Path, cache: Path,
+                 params: dict | None = None) -> float:
     from hisyngen.corpus import synthesize
     from hisyngen.synthesis import make_strategy
 
     out = folder / f"{name}-w{workers}"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    synthesize(source, make_strategy(name), out, count, seed=0, workers=workers, cache_dir=cache)
+    synthesize(source, make_strategy(name, params), out, count, seed=0, workers=workers, cache_dir=cache)
     return count / (time.perf_counter() - start)
 
 
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="scratch folder (default: system temp)")
     parser.add_argument("--options", action="append", default=[], metavar="K=V,K=V",
                         help="compare the in-memory rate with these strategy parameters against none (repeatable)")
+    parser.add_argument("--written", action="store_true",
+                        help="for --options: also the corpus writer's rate (1 worker, --write-count samples, wall clock)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="for --options: wall-clock time, or this process' CPU time (steadier on a shared machine)")
     args = parser.parse_args()
@@ -211,27 +214,40 @@ def compare_options(source, args) -> None:
         results = []
         for name in args.strategies.split(","):
             rates: list[list[float]] = [[] for _ in variants]
+            written: list[list[float]] = [[] for _ in variants]
             for _ in range(args.rounds):
                 for k, params in enumerate(variants):
                     clock = time.process_time if args.clock == "cpu" else time.perf_counter
                     rates[k].append(in_memory_rate(pack, name, args.memory_count, params, clock))
+                    if args.written:
+                        written[k].append(written_rate(source, name, args.write_count, 1, work, work / "cache", params))
             for k, params in enumerate(variants):
                 ratios = [a / b for a, b in zip(rates[k], rates[0])]
                 row = {"strategy": name, "options": params, "median": statistics.median(rates[k]),
                        "range": [min(rates[k]), max(rates[k])], "ratio_median": statistics.median(ratios),
                        "ratio_range": [min(ratios), max(ratios)], "rounds": [round(r, 1) for r in rates[k]]}
+                if args.written:
+                    written_ratios = [a / b for a, b in zip(written[k], written[0])]
+                    row.update(written_median=statistics.median(written[k]),
+                               written_ratio_median=statistics.median(written_ratios),
+                               written_ratio_range=[min(written_ratios), max(written_ratios)])
                 results.append(row)
                 print(json.dumps(row), file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nsource: {args.source} · {os.cpu_count()} CPUs · OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} · "
           f"{args.rounds} interleaved rounds of {args.memory_count} samples · {args.clock} clock\n")
-    print("| strategy | options | in memory, img/s: median (range) | vs plain, same round: median (range) |")
-    print("|---|---|---|---|")
+    extra = " written, 1 worker, img/s | vs plain |" if args.written else ""
+    print("| strategy | options | in memory, img/s: median (range) | vs plain, same round: median (range) |" + extra)
+    print("|---|---|---|---|" + ("---|---|" if args.written else ""))
     for r in results:
         options = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "none (plain)"
+        cells = ""
+        if args.written:
+            cells = (f" {r['written_median']:.0f} | {r['written_ratio_median']:.2f} "
+                     f"({r['written_ratio_range'][0]:.2f}-{r['written_ratio_range'][1]:.2f}) |")
         print(f"| {r['strategy']} | {options} | {r['median']:.0f} ({r['range'][0]:.0f}-{r['range'][1]:.0f}) "
-              f"| {r['ratio_median']:.2f} ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}) |")
+              f"| {r['ratio_median']:.2f} ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}) |" + cells)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
