@@ -6,9 +6,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 
+from hisyngen.extras import missing_openmmlab, openmmlab_hint
 from hisyngen.spec import DatasetSpec
+
+# For a single test outside the MMSegmentation modules (conftest leaves those out) that needs the plugin.
+needs_openmmlab = pytest.mark.skipif(bool(missing_openmmlab()), reason=openmmlab_hint("this test", missing_openmmlab()))
 
 # One flat, clearly distinct colour per class so a test can tell which source a pixel came from.
 CLASS_COLOURS = [(200, 60, 90), (230, 150, 190), (90, 40, 160), (170, 120, 60), (60, 160, 140)]

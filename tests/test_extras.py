@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+from fixtures import needs_openmmlab
+
 # Runs in a fresh interpreter in which mmseg, mmengine and mmcv cannot be imported (as after
 # `pip install hisyngen` without extras), whatever this environment has installed.
 BLOCKED = textwrap.dedent('''
@@ -108,6 +110,7 @@ FULL_MMCV = textwrap.dedent('''
 ''')
 
 
+@needs_openmmlab
 def test_the_plugin_keeps_a_full_mmcv_s_compiled_ops():
     done = subprocess.run([sys.executable, "-c", FULL_MMCV], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -32,7 +32,7 @@ from hisyngen.spec import get_spec
 from hisyngen.synthesis import make_strategy
 
 from fake_hub import FakeHub
-from fixtures import tissue_image, write_benchmark, write_mask, write_rgb
+from fixtures import needs_openmmlab, tissue_image, write_benchmark, write_mask, write_rgb
 from test_export import make_corpora, make_source
 
 TESTS = Path(__file__).resolve().parent
@@ -121,6 +121,7 @@ def small(tmp_path_factory):
     return root, source, corpora
 
 
+@needs_openmmlab
 def test_pseudo_label_refuses_an_id_that_leaves_the_export(small, tmp_path):
     from hisyngen.mmseg.pseudo_label import pseudo_label
 
