@@ -222,6 +222,16 @@ def overlay_sheet(rows: list[np.ndarray], spec: Any, title: str) -> np.ndarray:
     return np.concatenate([strip, grid, legend(spec, grid.shape[1])], axis=0)
 
 
+def clear_checkpoints(work: Path, root: Path) -> None:
+    """Remove the ``iter_*.pth`` and ``last_checkpoint`` an earlier (other) run left in the demo's
+    work dir ``work``, so that the run about to start is the one evaluated, not an older, longer one.
+    Only inside the demo's own folder ``root``: a work dir elsewhere is the user's and is left alone."""
+    if not work.resolve().is_relative_to(root.resolve()):
+        return
+    for path in [*work.glob("iter_*.pth"), work / "last_checkpoint"]:
+        path.unlink(missing_ok=True)
+
+
 def train_demo(root: str | Path, summary: dict[str, Any], extra_args: Sequence[str] = (),
                echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the CPU command the demo's build printed, evaluate it on the demo's test masks, and write
@@ -248,6 +258,7 @@ def train_demo(root: str | Path, summary: dict[str, Any], extra_args: Sequence[s
     else:
         marker.unlink(missing_ok=True)  # a run stopped from here on is not finished
         work.mkdir(parents=True, exist_ok=True)
+        clear_checkpoints(work, root)
         if echo is not None:
             echo(f"training: {command}")
         started = time.perf_counter()

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 
-from hisyngen.demo import DemoSize, compose, present_classes, write_demo_source
+from hisyngen.demo import DemoSize, clear_checkpoints, compose, present_classes, write_demo_source
 from hisyngen.errors import HisynError
 from hisyngen.imageio import read_mask, read_rgb
 from hisyngen.sources import open_source
+
+from fixtures import needs_openmmlab
 
 
 def test_demo_source_reads_as_bcss_wsss_with_every_class(tmp_path):
@@ -50,6 +52,32 @@ def test_demo_train_without_mmsegmentation_is_one_line_naming_the_extra(tmp_path
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert result.output.startswith("error: hisyngen demo --train needs MMSegmentation") and "hisyngen[mmseg" in result.output
     assert not (tmp_path / "demo").exists()  # refused before minutes of building
+
+
+@needs_openmmlab
+def test_the_evaluated_checkpoint_is_the_last_run_s_not_the_longest(tmp_path):
+    from hisyngen.mmseg.evaluate import final_checkpoint
+
+    for name in ("iter_50.pth", "iter_2.pth"):  # a 50-step run, then a 2-step one in the same work dir
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_2.pth"))  # as mmengine writes it
+    assert final_checkpoint(tmp_path) == tmp_path / "iter_2.pth"
+    (tmp_path / "last_checkpoint").write_text("/elsewhere/iter_2.pth")  # read as a name in the work dir
+    assert final_checkpoint(tmp_path) == tmp_path / "iter_2.pth"
+    (tmp_path / "last_checkpoint").unlink()
+    assert final_checkpoint(tmp_path) == tmp_path / "iter_50.pth"
+
+
+def test_a_retraining_clears_older_checkpoints_only_in_the_demo_s_folder(tmp_path):
+    demo, elsewhere = tmp_path / "demo", tmp_path / "mine"
+    for work in (demo / "build" / "train" / "cfg", elsewhere):
+        work.mkdir(parents=True)
+        for name in ("iter_50.pth", "last_checkpoint", "train.log"):
+            (work / name).write_text("x")
+    clear_checkpoints(demo / "build" / "train" / "cfg", demo)
+    assert sorted(p.name for p in (demo / "build" / "train" / "cfg").iterdir()) == ["train.log"]
+    clear_checkpoints(elsewhere, demo)
+    assert len(list(elsewhere.iterdir())) == 3
 
 
 # The tiny demo of the slow test: small images, one-epoch 32 px discriminators (as tests/test_build.py).

@@ -20,8 +20,16 @@ from hisyngen.errors import HisynError
 
 
 def final_checkpoint(work_dir: Path) -> Path:
-    """The checkpoint of the last iteration a run in ``work_dir`` saved (``iter_N.pth``, largest N)."""
-    checkpoints = list(Path(work_dir).glob("iter_*.pth"))
+    """The checkpoint the last run in ``work_dir`` saved last: the one mmengine's ``last_checkpoint``
+    file names (read as a name in ``work_dir``, never a path out of it), else ``iter_N.pth`` with the
+    largest N. The file matters when a shorter run followed a longer one in the same work dir."""
+    work_dir = Path(work_dir)
+    named = work_dir / "last_checkpoint"
+    if named.is_file():
+        last = work_dir / Path(named.read_text(encoding="utf-8").strip()).name
+        if last.name and last.is_file():
+            return last
+    checkpoints = list(work_dir.glob("iter_*.pth"))
     if not checkpoints:
         raise HisynError(f"no iter_*.pth checkpoint in {work_dir}: the training did not finish")
     return max(checkpoints, key=lambda p: int(p.stem.split("_")[1]))
