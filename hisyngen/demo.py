@@ -17,6 +17,7 @@ model on the test masks (:func:`train_demo`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
@@ -40,6 +41,9 @@ Procedurally generated H&E-like textures made by `hisyngen demo` to show the pip
 Layout and file naming follow BCSS-WSSS (training/, val/{img,mask}, test/{img,mask}; labels
 [TUM STR LYM NEC] in the file names; masks 0-3 tissue, 4 background). Do not use for research.
 """
+
+# The line of DEMO_DATA.txt that records the seed the source was drawn with (a rerun with another seed is refused).
+SEED_LINE = "seed: "
 
 BACKGROUND = 4
 WHITE = np.array([244, 243, 246], np.float32)
@@ -136,14 +140,28 @@ def present_classes(mask: np.ndarray, min_fraction: float = 0.02) -> tuple[int, 
     return tuple(int(c >= min_fraction * mask.size) for c in counts)
 
 
+def demo_seed(notice: str) -> int | None:
+    """The seed a DEMO_DATA.txt text records (None: written before hisyngen recorded it)."""
+    for line in notice.splitlines():
+        if line.startswith(SEED_LINE):
+            with contextlib.suppress(ValueError):
+                return int(line[len(SEED_LINE):])
+    return None
+
+
 def write_demo_source(root: str | Path, seed: int = 0, sizes: DemoSize = DemoSize()) -> Path:
     """Write the demo dataset under ``root`` (BCSS-WSSS layout). Refuses a non-empty foreign folder."""
     root = Path(root)
     marker = root / "DEMO_DATA.txt"
     if root.exists() and any(root.iterdir()) and not marker.is_file():
         raise HisynError(f"{root} exists and is not a hisyngen demo source; choose another folder")
-    if marker.is_file():
-        return root  # already written (the demo is deterministic for its seed)
+    if marker.is_file():  # already written: the demo is deterministic for its seed, so it is reused for that seed
+        written_seed = demo_seed(marker.read_text(encoding="utf-8"))
+        if written_seed != seed:
+            was = "an unrecorded seed" if written_seed is None else f"seed {written_seed}"
+            raise HisynError(f"{root} holds the demo source of {was}, not seed {seed}: use another --out "
+                             "or that seed")
+        return root
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE30]))
     palette = BCSS_WSSS.mask_palette()
     train = root / "training"
@@ -178,7 +196,7 @@ def write_demo_source(root: str | Path, seed: int = 0, sizes: DemoSize = DemoSiz
             name = f"DEMO-slide3_MPP-0.2500+{i}.png" if split == "val" else f"DEMO-slide4_MPP-0.2500+{i}.png"
             atomic_write_bytes(root / split / "img" / name, encode_rgb_png(image))
             atomic_write_bytes(root / split / "mask" / name, encode_mask_png(mask, palette))
-    atomic_write_text(marker, NOTICE)  # last: marks the source complete
+    atomic_write_text(marker, f"{NOTICE}\n{SEED_LINE}{seed}\n")  # last: marks the source complete
     return root
 
 

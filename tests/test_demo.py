@@ -80,6 +80,27 @@ def test_a_retraining_clears_older_checkpoints_only_in_the_demo_s_folder(tmp_pat
     assert len(list(elsewhere.iterdir())) == 3
 
 
+def test_a_demo_source_is_reused_only_for_its_own_seed(tmp_path):
+    sizes = DemoSize(single_per_class=1, multi=1, val=1, test=1, size=48)
+    write_demo_source(tmp_path, seed=3, sizes=sizes)
+    assert write_demo_source(tmp_path, seed=3, sizes=sizes) == tmp_path
+    with pytest.raises(HisynError, match=rf"^{tmp_path} holds the demo source of seed 3, not seed 0: use another"):
+        write_demo_source(tmp_path, seed=0, sizes=sizes)
+
+
+def test_the_printed_train_hint_keeps_a_non_default_seed(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    import hisyngen.demo
+
+    cli_build = importlib.import_module("hisyngen.cli.build")  # the attribute hisyngen.cli.build is the command
+    monkeypatch.setattr(hisyngen.demo, "write_demo_source", lambda root, seed, sizes: root)
+    monkeypatch.setattr(cli_build, "run_build", lambda *args, **kwargs: {"strategies": {}})
+    for seed, hint in ((3, f"hisyngen demo --out {tmp_path} --seed 3 --train"), (0, f"hisyngen demo --out {tmp_path} --train")):
+        cli_build.run_demo(tmp_path, seed=seed)
+        assert f"train and evaluate the CPU trial here: {hint}" in capsys.readouterr().out
+
+
 # The tiny demo of the slow test: small images, one-epoch 32 px discriminators (as tests/test_build.py).
 TINY_DEMO = DemoSize(single_per_class=3, multi=6, val=2, test=2, size=96)
 TINY_BUILD = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,8 @@ from hisyngen.cli.common import ALLOW_OUTSIDE_ROOT_HELP, print_json
 from hisyngen.filtering.select import Selection
 from hisyngen.precision import PRECISIONS
 from hisyngen.safety import recorded_command, redact
+
+DEMO_SEED = top_level_default("seed")  # the build's: `hisyngen demo` and its printed --train hint leave it out
 
 DEMO_SETTINGS = {
     "count": 48,
@@ -130,7 +133,7 @@ def build(source, out, config_file, dataset, spec_file, strategies, count, seed,
     run_build(source, out, overrides, config_file, token, quiet, as_json, allow_outside_root=allow_outside_root)
 
 
-def run_demo(out: str | Path, *, seed: int = 0, workers: int | None = None, device: str | None = None,
+def run_demo(out: str | Path, *, seed: int = DEMO_SEED, workers: int | None = None, device: str | None = None,
              quiet: bool = False, as_json: bool = False, train: bool = False, sizes: Any = None,
              settings: dict | None = None, train_args: Sequence[str] = ()) -> dict:
     """``hisyngen demo``: the demo source, its build and, with ``train``, the printed CPU command run and
@@ -160,7 +163,10 @@ def run_demo(out: str | Path, *, seed: int = 0, workers: int | None = None, devi
             from hisyngen.extras import OPENMMLAB_INSTALL, missing_openmmlab
 
             needs = f" (first {OPENMMLAB_INSTALL})" if missing_openmmlab() else ""
-            click.echo(f"train and evaluate the CPU trial here: hisyngen demo --out {root} --train{needs}")
+            # the same seed, or the demo refuses its own source and build
+            again = ["hisyngen", "demo", "--out", str(root), *(["--seed", str(seed)] if seed != DEMO_SEED else []),
+                     "--train"]
+            click.echo(f"train and evaluate the CPU trial here: {shlex.join(again)}{needs}")
         return summary
     echo = (lambda line: click.echo(line, err=True)) if talk else None
     result = train_demo(root, summary, extra_args=train_args, echo=echo)
@@ -174,7 +180,7 @@ def run_demo(out: str | Path, *, seed: int = 0, workers: int | None = None, devi
 @click.command()
 @click.option("-o", "--out", default="hisyngen-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo source (OUT/source) and its build (OUT/build).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None, help="auto, cpu, cuda ...")
 @click.option("--train", is_flag=True,
