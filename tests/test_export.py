@@ -397,6 +397,24 @@ def test_hf_card_carries_no_secret_and_no_local_path(inputs, tmp_path):
     assert card_of(out).data.tags == ["histopathology", "***"]
 
 
+def test_a_local_folder_is_shortened_only_where_a_path_starts(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hisyngen.export.hf import publishable
+
+    cwd = tmp_path / "data"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    plan = SimpleNamespace(source=SimpleNamespace(root=tmp_path / "src"), corpora=[])
+    kept = [f"/var{cwd}/file.txt", f"https://host{cwd}/page", f"{cwd}base/x"]  # other paths, a URL, a longer name
+    for text in kept:
+        assert publishable(text, plan) == text
+    for text, shown in ((f"{cwd}/x", "./x"), (f"-o {cwd}/x", "-o ./x"), (f"--out={cwd}", "--out=."),
+                        (f"[notes]({cwd}/n.md)", "[notes](./n.md)"), (f"'{cwd}/a b'", "'./a b'"),
+                        (f"{tmp_path / 'src'}/y", "src/y")):
+        assert publishable(text, plan) == shown
+
+
 def test_hf_card_use_it_code_runs_against_the_export(inputs, tmp_path):
     from hisyngen.export.hf import REPO_PLACEHOLDER
 

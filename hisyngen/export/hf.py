@@ -396,10 +396,13 @@ def publishable(text: str, plan: ExportPlan) -> str:
         for form in (folder.absolute(), folder.resolve()):
             shown[str(form)] = form.name
     # The longest first, so a corpus inside the home folder shows as its name, not as ~/...; a path only
-    # where it ends (at a separator, white space, quote or bracket), so /data never matches /database.
+    # where it starts (the text's start, white space, a quote, =, an opening bracket or a separator of a
+    # list) and where it ends (a separator, white space, quote or bracket), so /data never matches
+    # /database, nor the /tmp/data of /var/tmp/data or of https://host/tmp/data.
     for path in sorted(shown, key=len, reverse=True):
         if os.path.isabs(path) and len(path) > 1:
-            text = re.sub(re.escape(path) + r"(?=$|[/\s'\"`|),;\]])", lambda m: shown[path], text)
+            text = re.sub(r"(?<![^\s'\"`=(\[{<,;|])" + re.escape(path) + r"(?=$|[/\s'\"`|),;\]])",
+                          lambda m: shown[path], text)
     return text
 
 
