@@ -127,6 +127,25 @@ def test_push_to_a_branch_updates_an_existing_repo(exported, hub, tmp_path):
     assert "POST /api/datasets/{repo}/branch/{branch}" in hub.calls and hub.unhandled == []
 
 
+def test_a_later_push_with_a_real_license_drops_only_hisyngen_s_license_file(exported, hub, tmp_path):
+    env = client_env(tmp_path, hub.url)
+    assert hisyngen(env, "push", exported / "hf", "--repo-id", "user/tiny").returncode == 0  # license: other
+    files = hub.repos[("user", "tiny")].branches["main"].files
+    assert "LICENSE.md" in files
+    source = open_source(exported / "src")
+    export_dataset([exported / "mosaic"], source, "hf", tmp_path / "hf-cc", license="cc-by-4.0")
+    assert not (tmp_path / "hf-cc" / "LICENSE.md").exists()
+    pushed = hisyngen(env, "push", tmp_path / "hf-cc", "--repo-id", "user/tiny")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "LICENSE.md" not in hub.repos[("user", "tiny")].branches["main"].files  # its card now links none
+    # a LICENSE.md of the user's own (not hisyngen's words) stays
+    hub.repos[("user", "tiny")].branches["main"].files["LICENSE.md"] = b"# My terms\n"
+    pushed = hisyngen(env, "push", tmp_path / "hf-cc", "--repo-id", "user/tiny")
+    assert pushed.returncode == 0, pushed.stderr
+    assert hub.repos[("user", "tiny")].branches["main"].files["LICENSE.md"] == b"# My terms\n"
+    assert hub.unhandled == []
+
+
 def test_push_without_a_token_is_refused(exported, hub, tmp_path):
     result = hisyngen(client_env(tmp_path, hub.url, token=None), "push", exported / "hf", "--repo-id", "user/tiny")
     assert result.returncode == 1

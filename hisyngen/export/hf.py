@@ -61,6 +61,8 @@ REPO_PLACEHOLDER = "PATH_OR_REPO_ID"
 will be published)."""
 LICENSE_FILE = "LICENSE.md"
 """Written when the license is ``other``: the card's ``license_link`` points to it."""
+LICENSE_FILE_MARKER = "This export names no license from the Hub's list (`hisyngen export --license ID`)"
+"""The words by which a LICENSE_FILE is known as hisyngen's (`hisyngen push` deletes only such a one)."""
 
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
                    "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T")
@@ -317,8 +319,7 @@ def license_text(plan: ExportPlan) -> str:
     name = plan.spec.name
     return (
         "# License\n\n"
-        "This export names no license from the Hub's list (`hisyngen export --license ID`), so its card says "
-        f"`license: other`. Every image in it is a real image of the {name} dataset or was made from its images, "
+        f"{LICENSE_FILE_MARKER}, so its card says `license: other`. Every image in it is a real image of the {name} dataset or was made from its images, "
         f"so the terms under which you obtained {name} apply to all of it. Check them before you share it, and "
         "export again with `--license ID` (an id from https://huggingface.co/docs/hub/repositories-licenses) "
         "once you know the license.\n"

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 
 from hisyngen.errors import HisynError
-from hisyngen.export.hf import SUBSET_FOLDERS
+from hisyngen.export.hf import LICENSE_FILE, LICENSE_FILE_MARKER, SUBSET_FOLDERS
 from hisyngen.safety import OWN_FILES
 
 REPO_TYPE = "dataset"
@@ -42,6 +42,21 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             pass
     return tuple(errors)
+
+
+def _remote_license_is_ours(api, repo_id: str, revision: str | None) -> bool:
+    """Whether the repo's LICENSE.md is one hisyngen wrote (a user's own file is never deleted)."""
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        path = api.hf_hub_download(repo_id, LICENSE_FILE, repo_type=REPO_TYPE, revision=revision)
+    except EntryNotFoundError:
+        return False
+    except HfHubHTTPError as exc:  # a 404 without the Hub's error code is a missing file too
+        if exc.response is not None and exc.response.status_code == 404:
+            return False
+        raise
+    return LICENSE_FILE_MARKER in Path(path).read_text(encoding="utf-8", errors="replace")
 
 
 def push_export(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
@@ -78,11 +93,15 @@ def push_export(folder: str | Path, repo_id: str, *, private: bool = False, toke
                              "Make it private on the Hub first, or push without --private")
         if revision and revision != "main":
             api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
+        # delete_patterns: shards of an earlier push that this export does not have would still
+        # match the card's `<subset folder>/<split>-*` globs and be loaded as duplicate rows; and a
+        # LICENSE.md that hisyngen wrote for `license: other` would outlive a later real license.
+        stale = [f"{sub}/*" for sub in SUBSET_FOLDERS.values()]
+        if not (folder / LICENSE_FILE).is_file() and _remote_license_is_ours(api, repo_id, revision):
+            stale.append(LICENSE_FILE)
         try:
-            # delete_patterns: shards of an earlier push that this export does not have would still
-            # match the card's `<subset folder>/<split>-*` globs and be loaded as duplicate rows.
             api.upload_folder(repo_id=repo_id, repo_type=REPO_TYPE, folder_path=folder, revision=revision,
-                              delete_patterns=[f"{sub}/*" for sub in SUBSET_FOLDERS.values()],
+                              delete_patterns=stale,
                               ignore_patterns=sorted(OWN_FILES),  # local bookkeeping
                               commit_message=f"Upload {folder.name} with hisyngen")
         except HfHubHTTPError:
