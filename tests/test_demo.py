@@ -96,9 +96,33 @@ def test_the_printed_train_hint_keeps_a_non_default_seed(tmp_path, monkeypatch, 
     cli_build = importlib.import_module("hisyngen.cli.build")  # the attribute hisyngen.cli.build is the command
     monkeypatch.setattr(hisyngen.demo, "write_demo_source", lambda root, seed, sizes: root)
     monkeypatch.setattr(cli_build, "run_build", lambda *args, **kwargs: {"strategies": {}})
-    for seed, hint in ((3, f"hisyngen demo --out {tmp_path} --seed 3 --train"), (0, f"hisyngen demo --out {tmp_path} --train")):
+    for seed, hint in ((3, f"hisyngen demo --out {tmp_path} --seed 3 --train"),
+                       (0, f"hisyngen demo --out {tmp_path} --train")):
         cli_build.run_demo(tmp_path, seed=seed)
         assert f"train and evaluate the CPU trial here: {hint}" in capsys.readouterr().out
+
+
+def test_demo_json_carries_an_undefined_iou_as_null(tmp_path, monkeypatch, capsys):
+    import importlib
+    import json
+
+    import hisyngen.demo
+    import hisyngen.extras
+
+    cli_build = importlib.import_module("hisyngen.cli.build")
+    monkeypatch.setattr(hisyngen.extras, "require_openmmlab", lambda what: None)
+    monkeypatch.setattr(hisyngen.demo, "write_demo_source", lambda root, seed, sizes: root)
+    monkeypatch.setattr(cli_build, "run_build", lambda *args, **kwargs: {"strategies": {}})
+    # NEC in neither the ground truth nor the prediction of the test masks: its IoU is 0/0
+    scores = {"mIoU": 50.0, "IoU": {"TUM": 50.0, "NEC": float("nan")}}
+    monkeypatch.setattr(hisyngen.demo, "train_demo", lambda *args, **kwargs: scores)
+    cli_build.run_demo(tmp_path, train=True, as_json=True)
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert printed["train"]["IoU"] == {"TUM": 50.0, "NEC": None}
 
 
 # The tiny demo of the slow test: small images, one-epoch 32 px discriminators (as tests/test_build.py).

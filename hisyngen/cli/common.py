@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from typing import Any, Callable
 
@@ -90,6 +91,18 @@ def open_source_from_options(root: str, dataset: str | None, spec_file: str | No
     return open_source(root, dataset=dataset, spec=spec_file, allow_outside_root=allow)
 
 
+def json_safe(data: Any) -> Any:
+    """``data`` with every NaN or infinite float as None: JSON has no NaN (an IoU of a class absent
+    from both the ground truth and the prediction is one), and a bare ``NaN`` breaks strict readers."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+    json.dump(json_safe(data), sys.stdout, indent=2, sort_keys=False, allow_nan=False)
     sys.stdout.write("\n")
