@@ -28,14 +28,23 @@ LOG_EVERY_PERCENT = 10
 """Without a terminal, one line per this many percent (10 lines a task keep a SLURM log readable)."""
 
 
-def bars_wanted() -> bool:
-    """Whether progress is drawn as tqdm bars: ``$HISYNGEN_PROGRESS`` if set, else whether stderr is a tty."""
+def forced_bars() -> bool | None:
+    """``$HISYNGEN_PROGRESS``: True (bars), False (lines) or None (unset); any other value is a one-line
+    error. The CLI calls it at start, so a typo fails at once rather than at the first bar, minutes in."""
     text = os.environ.get(PROGRESS_ENV, "").strip()
     if text in ("0", "1"):
         return text == "1"
     if text:
         raise HisynError(f"{PROGRESS_ENV}={text!r} must be 1 (progress bars) or 0 (a log line every "
                          f"{LOG_EVERY_PERCENT}%)")
+    return None
+
+
+def bars_wanted() -> bool:
+    """Whether progress is drawn as tqdm bars: ``$HISYNGEN_PROGRESS`` if set, else whether stderr is a tty."""
+    forced = forced_bars()
+    if forced is not None:
+        return forced
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
 

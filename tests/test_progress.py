@@ -119,3 +119,14 @@ def test_a_real_call_site_logs_lines_in_a_cluster_log(stderr, tmp_path):
     build_pool_pack(open_source(tmp_path / "data"), cache_dir=tmp_path / "cache", progress=True)
     out = stderr.getvalue()
     assert "\r" not in out and "decoding single-tissue pool: 100% (12/12 img)" in out
+
+
+def test_a_bad_progress_setting_is_refused_when_the_command_starts(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from hisyngen.cli import cli
+
+    monkeypatch.setenv(PROGRESS_ENV, "yes")
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"error: {PROGRESS_ENV}='yes' must be 1 (progress bars) or 0")

@@ -12,6 +12,7 @@ from hisyngen.cli.sources import inspect
 from hisyngen.cli.filter import filter_command, filter_train, realism
 from hisyngen.cli.mmseg import COMMANDS as MMSEG_COMMANDS
 from hisyngen.cli.synth import merge, preview, synth
+from hisyngen.progress import forced_bars
 
 
 @click.group(cls=HisynGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,6 +33,7 @@ def cli() -> None:
       hisyngen push hf --repo-id me/name                   to the Hub
       hisyngen train bcss-wsss --data-root EXPORT      DeepLabV3+ with MMSegmentation's train.py
     """
+    forced_bars()  # a bad $HISYNGEN_PROGRESS is refused now, not at the first progress bar minutes in
 
 
 for command in (demo, build, inspect, synth, merge, preview, filter_train, filter_command, realism, *EXPORT_COMMANDS,
