@@ -26,6 +26,21 @@ class MissingExtraError(HisynError):
     """A command needs an optional dependency that is not installed."""
 
 
+def open_mmlab_url(name: str) -> str:
+    """The URL an ``open-mmlab://NAME`` (or ``openmmlab://NAME``) alias of a config's weights downloads,
+    from the model list mmengine ships; ``name`` itself when it is no alias or does not resolve (no
+    mmengine, a broken list: the alias still says what was wanted). Imports mmengine only for an alias."""
+    for prefix in ("open-mmlab://", "openmmlab://"):
+        if name.startswith(prefix):
+            try:
+                from mmengine.runner.checkpoint import get_external_models  # a JSON file shipped with mmengine
+
+                return get_external_models().get(name[len(prefix):], name)
+            except Exception:  # noqa: BLE001  (see above)
+                return name
+    return name
+
+
 def missing_openmmlab() -> list[str]:
     """The OpenMMLab packages that cannot be imported here (without importing them: mmseg is slow)."""
     missing = []

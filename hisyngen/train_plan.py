@@ -101,15 +101,13 @@ def pretrained_file(pretrained: str | None) -> Path | None:
     """Where the weights a config's ``model.pretrained`` names are, or would be once downloaded:
     a local path as it is; ``open-mmlab://NAME`` and URLs in torch's hub cache, named as
     ``torch.hub.load_state_dict_from_url`` (which mmengine's ``load_from_http`` calls) names them.
-    None when the config needs no weights. Needs mmengine for the ``open-mmlab://`` names."""
+    None when the config needs no weights. The ``open-mmlab://`` names resolve with mmengine
+    (:func:`hisyngen.extras.open_mmlab_url`)."""
     if not pretrained:
         return None
-    url = pretrained
-    for prefix in ("open-mmlab://", "openmmlab://"):
-        if url.startswith(prefix):
-            from mmengine.runner.checkpoint import get_external_models  # a JSON file shipped with mmengine
+    from hisyngen.extras import open_mmlab_url
 
-            url = get_external_models().get(url[len(prefix):], url)
+    url = open_mmlab_url(pretrained)
     if not url.startswith(("http://", "https://")):
         return Path(url).expanduser()
     from urllib.parse import urlparse

@@ -57,6 +57,7 @@ from typing import Any, Callable
 
 from hisyngen.configs import BF16_OPTIM_WRAPPER, TRUST_CHECKPOINTS_ENV as TRUST_ENV
 from hisyngen.errors import HisynError
+from hisyngen.extras import open_mmlab_url
 
 _applied = False
 
@@ -178,19 +179,6 @@ class PretrainedFetchError(HisynError):
     """Pretrained weights (an ImageNet backbone) that cannot be downloaded: offline, or no route."""
 
 
-def _weights_url(filename: str) -> str:
-    """The URL an ``open-mmlab://NAME`` alias downloads (the name itself when it does not resolve)."""
-    for prefix in ("open-mmlab://", "openmmlab://"):
-        if filename.startswith(prefix):
-            try:
-                from mmengine.runner.checkpoint import get_external_models
-
-                return get_external_models().get(filename[len(prefix):], filename)
-            except Exception:  # a broken mmengine model list: the alias still says what was wanted
-                return filename
-    return filename
-
-
 def _fetch_errors_in_one_line(loader: Callable[..., Any]) -> Callable[..., Any]:
     """A remote-scheme loader whose network failures (``URLError``, DNS, refused connections,
     timeouts: all ``OSError``) become one line naming the URL and the two ways out."""
@@ -201,7 +189,7 @@ def _fetch_errors_in_one_line(loader: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             reason = " ".join(str(getattr(exc, "reason", None) or exc).split())
             raise PretrainedFetchError(
-                f"cannot download pretrained weights {_weights_url(filename)} ({reason}); start from random "
+                f"cannot download pretrained weights {open_mmlab_url(filename)} ({reason}); start from random "
                 "weights with --no-pretrained, or pass --pretrained FILE with a local copy of these weights") from None
 
     load.__name__ = loader.__name__  # mmengine logs the backend from the name ("load_from_http")
