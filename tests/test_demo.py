@@ -68,6 +68,22 @@ def test_the_evaluated_checkpoint_is_the_last_run_s_not_the_longest(tmp_path):
     assert final_checkpoint(tmp_path) == tmp_path / "iter_50.pth"
 
 
+@needs_openmmlab
+def test_evaluations_log_through_one_mmlogger_to_stderr(capsys):
+    from mmengine.logging import MMLogger
+
+    from hisyngen.mmseg.evaluate import stderr_logger
+
+    first = stderr_logger()
+    MMLogger.get_instance("someone-else")
+    second = stderr_logger()
+    assert second is first and MMLogger.get_current_instance() is first  # the newest again, not a new one
+    assert sum(name.startswith("hisyngen-evaluate") for name in MMLogger._instance_dict) == 1
+    second.warning("loads checkpoint")
+    captured = capsys.readouterr()
+    assert "loads checkpoint" in captured.err and "loads checkpoint" not in captured.out
+
+
 def test_a_retraining_clears_older_checkpoints_only_in_the_demo_s_folder(tmp_path):
     demo, elsewhere = tmp_path / "demo", tmp_path / "mine"
     for work in (demo / "build" / "train" / "cfg", elsewhere):

@@ -2,15 +2,18 @@
 
 Used by ``hisyngen demo --train`` (the demo's test masks) and ``tools/bench_quality.py`` (held-out
 masks of a real source). Pixels whose ground truth is not a tissue class (the dataset's background
-index, 255) are left out, as :class:`hisyngen.mmseg.metrics.TissueIoUMetric` leaves out 255; the
-scores come from :func:`hisyngen.mmseg.metrics.iou_scores` (one home for the formulas).
+index, 255) are left out, as :class:`hisyngen.mmseg.metrics.TissueIoUMetric` leaves out 255. The
+scores come from :func:`hisyngen.mmseg.metrics.iou_scores` (numpy, from a confusion matrix): IoU and
+mIoU as mmseg's ``total_area_to_metrics``, which ``TissueIoUMetric`` calls, computes them
+(intersection / union per class; the mean over classes with a defined IoU), and fwIoU by
+:func:`hisyngen.mmseg.metrics.frequency_weighted_iou`, the one function both use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +38,27 @@ def final_checkpoint(work_dir: Path) -> Path:
     return max(checkpoints, key=lambda p: int(p.stem.split("_")[1]))
 
 
+EVALUATE_LOGGER = "hisyngen-evaluate"
+"""The one MMLogger instance evaluations log through (one per call would pile up instances)."""
+
+
+def stderr_logger() -> Any:
+    """The MMLogger :data:`EVALUATE_LOGGER`, made the newest (mmengine logs "Loads checkpoint ..."
+    through the newest) and writing at WARNING to the current ``sys.stderr`` (stdout may carry JSON)."""
+    from mmengine.logging import MMLogger
+
+    if MMLogger.check_instance_created(EVALUATE_LOGGER):
+        logger = MMLogger.get_instance(EVALUATE_LOGGER)
+        MMLogger._instance_dict.move_to_end(EVALUATE_LOGGER)  # mmengine has no public way to do this
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # its stream handler takes sys.stdout as it is now
+            logger = MMLogger.get_instance(EVALUATE_LOGGER, log_level="WARNING")
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler:  # not a FileHandler (a subclass)
+            handler.setStream(sys.stderr)  # stderr may have been replaced since (a test's capture)
+    return logger
+
+
 def prediction_sheet(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, spec: Any) -> np.ndarray:
     """image | ground truth overlay | prediction overlay, side by side (RGB uint8)."""
     from hisyngen.preview import overlay
@@ -52,7 +76,6 @@ def evaluate_checkpoint(config: Path, checkpoint: Path, pairs: Sequence[Any], sp
     ``pixels`` counted. ``slide``: 224 px sliding windows with stride 112 instead of whole images.
     """
     import hisyngen.mmseg  # noqa: F401  (compat + registration)
-    from mmengine.logging import MMLogger
     from mmseg.apis import inference_model, init_model
 
     from hisyngen.imageio import read_mask, read_rgb
@@ -60,10 +83,8 @@ def evaluate_checkpoint(config: Path, checkpoint: Path, pairs: Sequence[Any], sp
 
     if not pairs:
         raise HisynError("no image/mask pairs to evaluate on")
+    stderr_logger()
     with contextlib.redirect_stdout(sys.stderr):
-        # mmengine logs ("Loads checkpoint ...") through the newest MMLogger, whose handler writes to
-        # the sys.stdout of its creation: one made here writes to stderr (stdout may carry JSON)
-        MMLogger.get_instance(f"hisyngen-evaluate-{time.monotonic_ns()}", log_level="WARNING")
         model = init_model(str(config), str(checkpoint), device=device)
     if slide:
         model.test_cfg = dict(mode="slide", crop_size=(224, 224), stride=(112, 112))
