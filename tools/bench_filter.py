@@ -5,11 +5,11 @@
    (peak RSS is per process) and the precisions alternate within each of --rounds rounds, so both
    see the same machine; medians and ranges. Scoring is what `filter` runs (BatchNorm folded,
    channels-last); the training step is `fit`'s inner step (flips, forward, loss, backward, Adam).
-2. --agreement DISC[,DISC]: decisions of discriminators and precisions on held-out images (the
+2. --agreement DISC[,DISC[@fp32]...]: decisions of discriminators and precisions on held-out images (the
    source's val+test images, never trained on, and fresh candidates of the strategy): agreement of
    p_real > 0.5, accuracy, the kept sets of rank selection, and the largest score difference. The
-   first model is scored in fp32 and bf16; a second one (e.g. the same settings trained in bf16) in
-   bf16.
+   first model is scored in fp32 and bf16; further ones (e.g. the same settings trained in bf16, or
+   in fp32 with another seed: how much two trainings disagree anyway) in bf16 or as DISC@fp32.
 3. Per strategy on a real source (default ../shared/data/bcss-wsss-mini): train the discriminator
    (paper settings, 5 epochs, 1,000 generated negatives; wall time on this machine), then filter
    until --kept samples are kept: held-out accuracy/precision/recall/F1/ROC-AUC, acceptance rate,
@@ -155,7 +155,7 @@ def render_precisions(rows: list[dict], precisions: list[str]) -> list[str]:
 # --- agreement of precisions (issue 16) --------------------------------------------------------
 
 def heldout_scores(source_dir: str, strategy_name: str, models: list[tuple[str, str]], candidates: int,
-                   batch: int = 64, seed: int = 1) -> dict:
+                   cache_dir: str | None = None, batch: int = 64, seed: int = 1) -> dict:
     """p_real of each (model dir, precision) on the source's val+test images and ``candidates``
     fresh filter candidates of seed ``seed`` (the quality benchmark filtered seed 0; no discriminator trains
     on the filter stream), scored as `filter` scores them."""
@@ -176,7 +176,7 @@ def heldout_scores(source_dir: str, strategy_name: str, models: list[tuple[str, 
     first_meta = load_discriminator(models[0][0])[1]
     strategy = make_strategy(strategy_name, first_meta["strategy_params"], classes=source.spec.classes)
     size = first_meta["image_size"]
-    pack, _ = build_pool_pack(source, cache_dir=Path(models[0][0]).parent.parent / "cache")
+    pack, _ = build_pool_pack(source, cache_dir=cache_dir)  # None: hisyngen's user cache
     real = [fit_size(read_rgb(r.path), size) for r in source.val + source.test]
     synthetic, strata = [], []
     n = source.spec.num_classes
@@ -243,11 +243,12 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (default both)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating precision rounds (medians over them)")
-    parser.add_argument("--agreement", metavar="DISC[,DISC]",
+    parser.add_argument("--agreement", metavar="DISC[,DISC[@PRECISION]...]",
                         help="compare decisions on held-out images: the first discriminator in fp32 and bf16, "
-                             "a second one in bf16; then exit")
+                             "the others in bf16 (or @fp32); then exit")
     parser.add_argument("-s", "--strategy", default="bezier", help="strategy of the --agreement discriminators")
     parser.add_argument("--candidates", type=int, default=2000, help="fresh candidates for --agreement")
+    parser.add_argument("--cache-dir", default=None, help="pool cache for --agreement (default: hisyngen's)")
     parser.add_argument("--cases", default="score,train-step",
                         help=f"comma-separated precision cases of {', '.join(CASES)} (epoch: minutes each)")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # child process
@@ -260,8 +261,13 @@ def main() -> None:
         return
     if args.agreement:
         folders = [f.strip() for f in args.agreement.split(",") if f.strip()]
-        models = [(folders[0], "fp32"), (folders[0], "bf16")] + [(f, "bf16") for f in folders[1:]]
-        print("\n".join(agreement_rows(heldout_scores(args.source, args.strategy, models, args.candidates))))
+        # DISC@PRECISION scores a further model in that precision (default bf16)
+        models = [(folders[0], "fp32"), (folders[0], "bf16")] + [
+            (f.rpartition("@")[0], f.rpartition("@")[2]) if "@" in f else (f, "bf16") for f in folders[1:]]
+        if any(p not in PRECISIONS for _, p in models):
+            parser.error("--agreement: DISC@PRECISION takes fp32 or bf16")
+        print("\n".join(agreement_rows(heldout_scores(args.source, args.strategy, models, args.candidates,
+                                                     cache_dir=args.cache_dir))))
         return
 
     import torch
