@@ -4,7 +4,7 @@ A :class:`DatasetSpec` describes a weakly-labelled source dataset: its tissue cl
 ``0..C-1``), the mask index of white background / excluded pixels in its ground truth, the ignore
 index used in every mask hisyngen writes (255), the RGB palette, how image-level labels are encoded,
 and the folder names of its splits. The three benchmarks of the HisynSeg paper are built in
-(SPEC.md section 2); custom specs load from YAML or JSON (:func:`load_spec_file`).
+(docs/method.md, Sources and single-tissue pools); custom specs load from YAML or JSON (:func:`load_spec_file`).
 """
 
 from __future__ import annotations

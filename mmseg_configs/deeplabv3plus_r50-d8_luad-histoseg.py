@@ -1,4 +1,4 @@
-# HisynSeg DeepLabV3+ R50-D8 on a LUAD-HistoSeg export (SPEC.md s6-7): 224 crops, 32 synthetic + 32
+# HisynSeg DeepLabV3+ R50-D8 on a LUAD-HistoSeg export (docs/method.md, Training): 224 crops, 32 synthetic + 32
 # real images per step, AdamW 1e-4 / wd 0.05, 25 epochs, whole-image evaluation of the 224 patches.
 #
 #   hisyngen train luad-histoseg --data-root EXPORT_DIR            (or the stock tools/train.py, README)

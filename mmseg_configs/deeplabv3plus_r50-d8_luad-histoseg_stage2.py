@@ -1,4 +1,4 @@
-# HisynSeg iterative stage on luad-histoseg (SPEC.md s6): retrain on synthetic images plus the real
+# HisynSeg iterative stage on luad-histoseg (docs/method.md, Training: Stage 2): retrain on synthetic images plus the real
 # images with the pseudo masks written by
 #   hisyngen pseudo-label deeplabv3plus_r50-d8_luad-histoseg STAGE1_CKPT --source EXPORT_DIR
 # L_seg now also covers the real images; L_reg is dropped; L_cls stays.

@@ -1,4 +1,4 @@
-# HisynSeg DeepLabV3+ R50-D8 on a WSSS4LUAD export (SPEC.md s6-7): 224 crops, 32 synthetic + 32
+# HisynSeg DeepLabV3+ R50-D8 on a WSSS4LUAD export (docs/method.md, Training): 224 crops, 32 synthetic + 32
 # real images per step, AdamW 1e-4 / wd 0.05, 60 epochs. Val/test images are whole regions up to
 # ~5000 px: sliding 224 windows, stride 224 for validation and 112 for test (EvalStrideHook),
 # probabilities averaged over windows; `tools/test.py --tta` adds scales 1-2 x 8 flips/rotations.

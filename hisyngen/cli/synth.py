@@ -81,7 +81,7 @@ def synth(source: str, dataset, spec_file, strategy: str, count: int, out: str, 
           as_json: bool, quiet: bool) -> None:
     """Generate synthetic image/mask pairs from the single-tissue images of SOURCE.
 
-    Strategies (SPEC.md section 4): mosaic and bezier (HisynSeg), and the paper's ablation
+    Strategies (docs/method.md, Synthesis): mosaic and bezier (HisynSeg), and the paper's ablation
     baselines onelabel, gridded, cutmix and mosaic-nosplice. Writes OUT/images/*.png,
     OUT/masks/*.png (palette masks, 255 = ignore) and OUT/manifest.jsonl. Interrupted runs resume;
     output is byte-identical for a seed whatever --workers and --shard.

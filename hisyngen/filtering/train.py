@@ -26,7 +26,9 @@ MODEL_VERSION = 2
 
 @dataclass
 class TrainConfig:
-    """Discriminator training settings; defaults are the paper's (SPEC.md section 5)."""
+    """Discriminator training settings (docs/method.md, Discriminator, says where each default comes from):
+    the paper's epochs, batch size, learning rate, 80/20 split, image size and flips; hisyngen's
+    ``balanced``, ``match_classes``, ``min_steps_per_epoch``, ``init_from`` and the run settings."""
 
     epochs: int = 5
     batch_size: int = 256

@@ -45,7 +45,7 @@ class CAMConsistencyHead(DepthwiseSeparableASPPHead):
                  loss_reg: dict | None = dict(type="CAMConsistencyLoss", loss_weight=1.0),
                  seg_on_real: bool = False, **kwargs: Any) -> None:
         super().__init__(loss_decode=loss_decode, **kwargs)
-        self.cam_dropout = nn.Dropout(cam_dropout) if cam_dropout > 0 else nn.Identity()  # element-wise, as SPEC s6
+        self.cam_dropout = nn.Dropout(cam_dropout) if cam_dropout > 0 else nn.Identity()  # element-wise, as the paper (docs/method.md, Training)
         self.cam_conv = nn.Conv2d(self.in_channels, self.num_classes, kernel_size=1)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_reg = MODELS.build(loss_reg) if loss_reg is not None else None

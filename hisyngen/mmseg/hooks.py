@@ -1,6 +1,6 @@
 """``EvalStrideHook``: different sliding-window strides for validation and test.
 
-mmseg keeps one ``model.test_cfg`` for both loops, but SPEC.md section 7 validates WSSS4LUAD with
+mmseg keeps one ``model.test_cfg`` for both loops, but the paper (docs/method.md, Training: Evaluation) validates WSSS4LUAD with
 stride 224 (fast, for checkpoint selection) and tests with stride 112.
 """
 

@@ -1,4 +1,4 @@
-"""The iterative stage (SPEC.md section 6): pseudo masks for the real train images of an export.
+"""The iterative stage (docs/method.md, Training: Stage 2): pseudo masks for the real train images of an export.
 
 For each real train image (``img_dir/train_real``, labels from ``real.jsonl``):
 

@@ -1,6 +1,6 @@
 """A batch sampler whose every batch holds synthetic and real samples in a fixed ratio.
 
-HisynSeg trains each step on a synthetic batch and a real batch of equal size (SPEC.md section 6).
+HisynSeg trains each step on a synthetic batch and a real batch of equal size (docs/method.md, Training: Mixed batches).
 ``MixedBatchSampler`` is configured as ``train_dataloader.batch_sampler``; mmengine builds it with
 the dataloader's ``sampler`` (``InfiniteSampler`` or ``DefaultSampler``) and ``batch_size``.
 

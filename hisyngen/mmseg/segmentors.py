@@ -1,4 +1,4 @@
-"""``EncoderDecoder`` with the evaluation protocol of SPEC.md section 7.
+"""``EncoderDecoder`` with the evaluation protocol of docs/method.md, Training: Evaluation.
 
 Two differences from mmseg's ``EncoderDecoder``, both at inference only (training is untouched):
 

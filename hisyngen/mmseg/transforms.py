@@ -211,7 +211,7 @@ class OpticalDistortion(BaseTransform):
 class Rot90(BaseTransform):
     """Rotate the image (and loaded maps) by ``k`` x 90 degrees counter-clockwise, recording
     ``rot90`` so ``HisynEncoderDecoder`` rotates the prediction back: with horizontal flips this
-    gives the 8 flips/rotations of the test-time augmentation (SPEC.md section 7)."""
+    gives the 8 flips/rotations of the test-time augmentation (docs/method.md, Training: Evaluation)."""
 
     def __init__(self, k: int) -> None:
         self.k = int(k) % 4

@@ -4,8 +4,8 @@ A pixel is background when its grayscale value is above ``threshold``; white blo
 ``min_size`` pixels (4-connectivity) are dropped, because small bright spots inside tissue (lumina,
 fat droplets, tears) are tissue context rather than slide background.
 
-Defaults ``threshold=220, min_size=250`` are the reference's synthesis settings at 224x224 (SPEC.md
-section 2). One detector with these defaults serves every strategy and policy in hisyngen.
+Defaults ``threshold=220, min_size=250`` are the reference's synthesis settings at 224x224
+(docs/method.md, Sources and single-tissue pools). One detector with these defaults serves every strategy and policy in hisyngen.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# DeepLabV3+ R50-D8 (ImageNet init) with HisynSeg's CAM-consistency decode head (SPEC.md s6): mmseg's
+# DeepLabV3+ R50-D8 (ImageNet init) with HisynSeg's CAM-consistency decode head (docs/method.md, Training): mmseg's
 # stock model (backbone, ASPP and its settings, SyncBN, preprocessing) with what HisynSeg changes.
 # num_classes is set by each dataset config from hisyngen.spec (one place per fact).
 #

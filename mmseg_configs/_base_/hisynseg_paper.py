@@ -1,4 +1,4 @@
-# What the three paper configs share (SPEC.md s6-7): DeepLabV3+ R50-D8 with the CAM-consistency
+# What the three paper configs share (docs/method.md, Training): DeepLabV3+ R50-D8 with the CAM-consistency
 # head, the HisynSeg data pipeline (224 crops, 32 synthetic + 32 real images per step), AdamW
 # 1e-4 / wd 0.05 at a constant rate. A dataset config sets its class count, export folder,
 # synthetic image count and epochs, and points the model, dataloaders and schedule at them.

@@ -1,4 +1,4 @@
-# Paper schedule (SPEC.md s6): AdamW lr 1e-4, weight decay 0.05, constant learning rate.
+# Paper schedule (docs/method.md, Training): AdamW lr 1e-4, weight decay 0.05, constant learning rate.
 # Epochs are converted to iterations by each dataset config:
 #     iters_per_epoch = ceil(num_synthetic / synthetic_per_step)
 #     max_iters       = epochs * iters_per_epoch
