@@ -15,6 +15,17 @@ from hisyngen.spec import DatasetSpec
 # For a single test outside the MMSegmentation modules (conftest leaves those out) that needs the plugin.
 needs_openmmlab = pytest.mark.skipif(bool(missing_openmmlab()), reason=openmmlab_hint("this test", missing_openmmlab()))
 
+# The build settings of the slow build and demo tests, small enough to run in seconds: 48 px images,
+# 32 px discriminators, one epoch, one worker.
+TINY_BUILD = {
+    "count": 6,
+    "synthesis": {"size": 48},
+    "discriminator": {"epochs": 1, "negatives": 16, "image_size": 32, "batch_size": 8},
+    "realism": {"max_images": 16, "epochs": 1, "image_size": 32},
+    "filter_batch_size": 4,
+    "workers": 1,
+}
+
 # One flat, clearly distinct colour per class so a test can tell which source a pixel came from.
 CLASS_COLOURS = [(200, 60, 90), (230, 150, 190), (90, 40, 160), (170, 120, 60), (60, 160, 140)]
 

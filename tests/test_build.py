@@ -19,21 +19,12 @@ from hisyngen.imageio import read_mask
 from hisyngen.build import DEFAULTS, Build, load_config, merge_config
 from hisyngen.spec import get_spec
 
-from fixtures import write_benchmark
+from fixtures import TINY_BUILD, write_benchmark
 
 pytestmark = pytest.mark.slow
 
 LABELS = ([(1, 0, 0, 0)] * 4 + [(0, 1, 0, 0)] * 4 + [(0, 0, 1, 0)] * 3 + [(0, 0, 0, 1)] * 3
           + [(1, 1, 0, 0)] * 8 + [(0, 1, 1, 0)] * 6 + [(1, 0, 0, 1)] * 6)
-# Small enough to run in seconds: 48 px images, 32 px discriminators, one epoch.
-TINY = {
-    "count": 6,
-    "synthesis": {"size": 48},
-    "discriminator": {"epochs": 1, "negatives": 16, "image_size": 32, "batch_size": 8},
-    "realism": {"max_images": 16, "epochs": 1, "image_size": 32},
-    "filter_batch_size": 4,
-    "workers": 1,
-}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +79,7 @@ def descendants(pid: int) -> set[int]:
 def test_build_end_to_end(source_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     out = tmp_path / "build"
-    summary = Build(source_root, out, load_config(None, TINY), log=lambda m: None, progress=False).run()
+    summary = Build(source_root, out, load_config(None, TINY_BUILD), log=lambda m: None, progress=False).run()
 
     assert set(summary["strategies"]) == {"mosaic", "bezier"} and summary["filtered"]
     for name, info in summary["strategies"].items():
@@ -151,12 +142,12 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
     assert json_summary["strategies"]["bezier"]["kept"] == 6
     # a rerun finds everything done and changes nothing
     before = files(out, TIMED)
-    again = Build(source_root, out, load_config(None, TINY), log=lambda m: None, progress=False).run()
+    again = Build(source_root, out, load_config(None, TINY_BUILD), log=lambda m: None, progress=False).run()
     assert again["strategies"] == summary["strategies"] and files(out, TIMED) == before
 
 
 def test_build_without_filter_and_one_strategy(source_root, tmp_path):
-    config = load_config(None, {**TINY, "filter": False, "strategies": ["bezier"], "realism": {"enabled": False},
+    config = load_config(None, {**TINY_BUILD, "filter": False, "strategies": ["bezier"], "realism": {"enabled": False},
                                 "export": {"formats": ["mmseg"]}})
     summary = Build(source_root, tmp_path / "b", config, log=lambda m: None, progress=False).run()
     assert summary["strategies"]["bezier"]["acceptance_rate"] == 1.0
@@ -177,7 +168,7 @@ def _wait_for(condition, proc, timeout=120.0) -> bool:
 
 def test_kill_minus_9_and_resume_gives_identical_output(source_root, tmp_path):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "count": 24, "filter_batch_size": 2}))
+    config.write_text(yaml.safe_dump({**TINY_BUILD, "count": 24, "filter_batch_size": 2}))
     argv = [sys.executable, "-m", "hisyngen", "build", str(source_root), "--out", "build", "-c", str(config), "-q"]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1")
     (tmp_path / "ref").mkdir()
@@ -259,12 +250,12 @@ def test_config_merging_and_errors(source_root, tmp_path):
                          ({"workers": 0}, "workers must be >= 1"),
                          ({"count": 3}, "the realism report needs count >= 4")):
         with pytest.raises(HisynError, match=message):
-            Build(source_root, tmp_path / "x", load_config(None, {**TINY, **bad}), log=lambda m: None).run()
+            Build(source_root, tmp_path / "x", load_config(None, {**TINY_BUILD, **bad}), log=lambda m: None).run()
     assert not (tmp_path / "x").exists()
 
 
 def test_rerun_with_other_settings_is_refused(source_root, tmp_path):
-    config = load_config(None, {**TINY, "filter": False, "strategies": ["onelabel"], "realism": {"enabled": False},
+    config = load_config(None, {**TINY_BUILD, "filter": False, "strategies": ["onelabel"], "realism": {"enabled": False},
                                 "export": {"formats": ["mmseg"]}})
     Build(source_root, tmp_path / "b", config, log=lambda m: None, progress=False).run()
     other = merge_config(config, {"seed": 1})
@@ -279,7 +270,7 @@ def test_a_finished_build_pushes_again_to_a_new_target(source_root, tmp_path, mo
 
     pushed = []
     monkeypatch.setattr(push, "push_export", lambda folder, repo, **kw: pushed.append((repo, kw)) or f"url/{repo}")
-    config = load_config(None, {**TINY, "filter": False, "strategies": ["onelabel"], "realism": {"enabled": False},
+    config = load_config(None, {**TINY_BUILD, "filter": False, "strategies": ["onelabel"], "realism": {"enabled": False},
                                 "export": {"formats": ["hf"]}, "push_to_hub": "me/one"})
     for repo in ("me/one", "me/one", "me/two"):
         summary = Build(source_root, tmp_path / "b", merge_config(config, {"push_to_hub": repo}), log=lambda m: None,
@@ -306,7 +297,7 @@ def test_print_config_round_trips(tmp_path):
 def test_an_empty_class_is_refused_before_anything_is_written(tmp_path):
     labels = [(1, 0, 0, 0)] * 3 + [(0, 1, 0, 0)] * 3 + [(1, 1, 0, 0)] * 6  # no LYM, no NEC single-tissue image
     root = write_benchmark(tmp_path / "src", get_spec("bcss-wsss"), labels, style="run", n_val=1, n_test=1, size=48)
-    settings = {**TINY, "filter": False, "strategies": ["mosaic"], "realism": {"enabled": False},
+    settings = {**TINY_BUILD, "filter": False, "strategies": ["mosaic"], "realism": {"enabled": False},
                 "export": {"formats": ["mmseg"]}}
     with pytest.raises(HisynError, match="class LYM, NEC has no single-tissue"):
         Build(root, tmp_path / "b", load_config(None, settings), log=lambda m: None, progress=False).run()

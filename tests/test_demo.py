@@ -6,7 +6,7 @@ from hisyngen.errors import HisynError
 from hisyngen.imageio import read_mask, read_rgb
 from hisyngen.sources import open_source
 
-from fixtures import needs_openmmlab
+from fixtures import TINY_BUILD, needs_openmmlab
 
 
 def test_demo_source_reads_as_bcss_wsss_with_every_class(tmp_path):
@@ -141,15 +141,8 @@ def test_demo_json_carries_an_undefined_iou_as_null(tmp_path, monkeypatch, capsy
     assert printed["train"]["IoU"] == {"TUM": 50.0, "NEC": None}
 
 
-# The tiny demo of the slow test: small images, one-epoch 32 px discriminators (as tests/test_build.py).
+# The tiny demo of the slow test: small images, and the build settings of tests/test_build.py.
 TINY_DEMO = DemoSize(single_per_class=3, multi=6, val=2, test=2, size=96)
-TINY_BUILD = {
-    "count": 6,
-    "synthesis": {"size": 48},
-    "discriminator": {"epochs": 1, "negatives": 16, "image_size": 32, "batch_size": 8},
-    "realism": {"max_images": 16, "epochs": 1, "image_size": 32},
-    "filter_batch_size": 4,
-}
 # The one change to the printed command: 2 steps instead of its CPU_TRIAL_ITERATIONS, so the test stays
 # within ~3 minutes on a loaded 2-core CI box (mmengine lets this last --cfg-options value win).
 FEWER_STEPS = ("--cfg-options", "train_cfg.max_iters=2")
