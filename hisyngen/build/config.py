@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hisyngen.errors import HisynError
-from hisyngen.filtering.select import Selection
+from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, Selection
 from hisyngen.spec import PAPER_COUNT, PAPER_COUNT_BY_DATASET, PAPER_EPOCHS, PAPER_EPOCHS_BY_RUN
 
 
@@ -153,8 +153,7 @@ class BuildConfig:
                                                  "class mix is the unfiltered one")
     oversample: float = setting(Selection.oversample, "rank: candidates scored per kept sample")
     threshold: float = setting(Selection.threshold, "threshold: keep candidates with p_real above this")
-    max_attempts: int | None = setting(None, "threshold: candidates per strategy at most; null: 1000 x count "
-                                             "(a 0.1% acceptance floor)")
+    max_attempts: int | None = setting(None, f"threshold: candidates per strategy at most; null: {MAX_ATTEMPTS_DEFAULT}")
     filter_batch_size: int = setting(64)
     filter_workers: int = setting(1)
     realism: RealismSettings = setting(section=lambda: RealismSettings,

@@ -11,7 +11,7 @@ import click
 
 from hisyngen.build.config import paper_count_text, top_level_default
 from hisyngen.cli.common import ALLOW_OUTSIDE_ROOT_HELP, print_json
-from hisyngen.filtering.select import Selection
+from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, Selection
 from hisyngen.precision import PRECISIONS
 from hisyngen.safety import recorded_command, redact
 
@@ -72,8 +72,8 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
               help=f"The paper's filter: threshold {Selection.paper().threshold:g} without per-stratum quotas, "
                    "unweighted discriminator training.")
 @click.option("--max-attempts", type=int, default=None,
-              help="threshold: filter candidates per strategy at most [default: 1000 x count, a 0.1% acceptance "
-                   "floor]; a rerun may raise it.")
+              help=f"threshold: filter candidates per strategy at most [default: {MAX_ATTEMPTS_DEFAULT}]; a rerun "
+                   "may raise it.")
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes [default: all CPUs].")
 @click.option("--device", default=None,
               help=f"Discriminator device: auto, cpu, cuda, cuda:1 [default: {top_level_default('device')}].")

@@ -7,7 +7,7 @@ import click
 from hisyngen.cli.common import open_source_from_options, print_json, source_options
 from hisyngen.cli.synth import STRATEGY_NAMES, build_strategy, strategy_options
 from hisyngen.precision import PRECISIONS
-from hisyngen.filtering.select import MODES, Selection
+from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, MODES, Selection
 
 
 PRECISION_OPTION = click.option(
@@ -119,7 +119,7 @@ def _score(value: float | None) -> str:
               help="The paper's filter: --selection threshold --threshold 0.5 --no-stratify.")
 @click.option("--max-attempts", default=None, type=int,
               help="threshold: give up after this many candidates, counted in whole --batch-size batches "
-                   "[default: 1000 x count, a 0.1% acceptance floor].")
+                   f"[default: {MAX_ATTEMPTS_DEFAULT}].")
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Scoring batch (part of the corpus identity).")
 @click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=0),
               help="Generation processes running ahead of the scorer (0 = generate in the main process).")

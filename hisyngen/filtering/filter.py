@@ -28,8 +28,8 @@ from hisyngen.corpus import (
     run_chunks, write_rows,
 )
 from hisyngen.errors import HisynError
-from hisyngen.filtering.select import (
-    Selection, ThresholdTally, pixel_shares, select_rank, select_threshold, stratum, stratum_report,
+from hisyngen.filtering.select import (  # default_max_attempts: re-exported, its home is select
+    Selection, ThresholdTally, default_max_attempts, pixel_shares, select_rank, select_threshold, stratum, stratum_report,
 )
 from hisyngen.imageio import atomic_write_text
 from hisyngen.safety import locks_output
@@ -77,16 +77,6 @@ class FilterSummary:
                 "scoring_rate": round(scored / self.scoring_seconds, 2) if self.scoring_seconds else None,
                 "generation_wait_seconds": round(self.generation_wait_seconds, 2), "precision": self.precision,
                 "strata": self.strata, "class_mix": self.class_mix, "problems": self.problems}
-
-
-def default_max_attempts(count: int) -> int:
-    """Candidates a threshold filter may score for ``count`` kept samples unless told otherwise.
-
-    1,000 per kept sample: a minimum acceptance rate of 0.1%. Real discriminators keep 0.3-6% of
-    Mosaic/Bezier candidates on BCSS-WSSS (README), so the default lets them finish; the paper's
-    WSSS4LUAD Mosaic (27 of 50,000) stops after the probe, with its rate.
-    """
-    return max(1000 * count, 2000)
 
 
 # --- scores on disk ---------------------------------------------------------------------------

@@ -30,6 +30,24 @@ until every quota is full (the paper's rule, with ``stratify=False``)."""
 UNSTRATIFIED = "all"
 
 
+ATTEMPTS_PER_KEPT = 1000
+"""Threshold selection scores at most this many candidates per kept sample by default (a 0.1% acceptance floor)."""
+MIN_MAX_ATTEMPTS = 2000
+"""... and at least this many in all, whatever the count."""
+MAX_ATTEMPTS_DEFAULT = f"max({ATTEMPTS_PER_KEPT} x count, {MIN_MAX_ATTEMPTS}), a 0.1% acceptance floor"
+""":func:`default_max_attempts` in words, for the --max-attempts help and the build's config notes."""
+
+
+def default_max_attempts(count: int) -> int:
+    """Candidates a threshold filter may score for ``count`` kept samples unless told otherwise.
+
+    1,000 per kept sample: a minimum acceptance rate of 0.1%. Real discriminators keep 0.3-6% of
+    Mosaic/Bezier candidates on BCSS-WSSS (README), so the default lets them finish; the paper's
+    WSSS4LUAD Mosaic (27 of 50,000) stops after the probe, with its rate.
+    """
+    return max(ATTEMPTS_PER_KEPT * count, MIN_MAX_ATTEMPTS)
+
+
 @dataclass(frozen=True)
 class Selection:
     """How a filter chooses its kept samples (part of a filtered corpus' identity)."""
