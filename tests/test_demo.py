@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,21 @@ def test_evaluations_log_through_one_mmlogger_to_stderr(capsys):
     second.warning("loads checkpoint")
     captured = capsys.readouterr()
     assert "loads checkpoint" in captured.err and "loads checkpoint" not in captured.out
+
+
+@needs_openmmlab
+def test_the_evaluation_logger_survives_a_closed_earlier_stderr(monkeypatch, capsys):
+    import io
+
+    from hisyngen.mmseg.evaluate import stderr_logger
+
+    earlier = io.TextIOWrapper(io.BytesIO())  # an earlier command's (or test's) stderr, closed since
+    monkeypatch.setattr(sys, "stderr", earlier)
+    stderr_logger()
+    earlier.close()
+    monkeypatch.undo()
+    stderr_logger().warning("after a closed stream")  # setStream flushed the closed one: ValueError
+    assert "after a closed stream" in capsys.readouterr().err
 
 
 def test_a_retraining_clears_older_checkpoints_only_in_the_demo_s_folder(tmp_path):

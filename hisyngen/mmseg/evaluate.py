@@ -55,7 +55,13 @@ def stderr_logger() -> Any:
             logger = MMLogger.get_instance(EVALUATE_LOGGER, log_level="WARNING")
     for handler in logger.handlers:
         if type(handler) is logging.StreamHandler:  # not a FileHandler (a subclass)
-            handler.setStream(sys.stderr)  # stderr may have been replaced since (a test's capture)
+            # stderr may have been replaced since (a test's capture) and the old stream closed:
+            # swap it without setStream, which flushes the old one first
+            handler.acquire()
+            try:
+                handler.stream = sys.stderr
+            finally:
+                handler.release()
     return logger
 
 
