@@ -1,5 +1,6 @@
 """Datasets over an export, transforms, the mixed batch sampler and the IoU metric."""
 
+import hashlib
 import json
 import shutil
 
@@ -171,6 +172,44 @@ def test_geometric_transforms_keep_image_and_mask_aligned(transform):
         out = transform(results)
         assert out["img"].shape[:2] == out["gt_seg_map"].shape
         _check_aligned(out["img"], out["gt_seg_map"])
+
+
+def _transform_digest(transform, seed: int) -> str:
+    """Image, both seg maps, img_shape/rot90 and the next global draw (the transform's draw count)."""
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    mask = rng.integers(0, 4, (40, 52), dtype=np.uint8)
+    results = dict(img=img, gt_seg_map=mask, pseudo_map=3 - mask, seg_fields=["gt_seg_map", "pseudo_map", "gt_seg_map"])
+    np.random.seed(seed)
+    out = transform(results)
+    digest = hashlib.sha256()
+    for key in ("img", "gt_seg_map", "pseudo_map"):
+        digest.update(key.encode() + repr(out[key].shape).encode() + out[key].tobytes())
+    digest.update(repr((out.get("img_shape"), out.get("rot90"), np.random.rand())).encode())
+    return digest.hexdigest()[:16]
+
+
+# Expected digests computed with the transforms as they were BEFORE the DualTransform base
+# (commit d205705, one hand-written loop per transform), seeds 0-3: the base must keep every
+# transform's draws, their order and its outputs byte for byte (prob 0.5 covers skipped calls).
+PINNED_TRANSFORMS = [
+    (RandomResizedCrop(size=(24, 30), scale=(0.3, 0.9)),
+     ["cfc26fa4e4abf330", "649d9a9121ab364b", "cbb902dfc82265eb", "16a95a9d35ced3d7"]),
+    (RandomResizedCrop(size=16, scale=(0.99, 1.0), ratio=(3.0, 4.0)),  # 10 misses -> centred fallback
+     ["bec3191315e6a4e1", "5ccb40507507d690", "4163809ea7384a7e", "f863bc6631a54220"]),
+    (ShiftScaleRotate(prob=0.5, rotate_limit=40, scale_limit=0.2),
+     ["1b20948fc31a93a2", "490e4ae7843e493d", "116060419e95dd6e", "1d4348018cb52030"]),
+    (ShiftScaleRotate(prob=1.0, border="constant"),
+     ["839debc5ae7c67c1", "654c50a4e44ed402", "4b006e5f9d2f9886", "392850045dc7f6e4"]),
+    (OpticalDistortion(prob=0.5, distort_limit=0.3),
+     ["65da6b6eb245d187", "b673fe8c5464dcfe", "651b97d5bb1de914", "a29a700cdedb9ccd"]),
+    (Rot90(k=3), ["2f110a3d076074b3", "0c9c961e94ae565f", "8c16dea0e0716816", "d3b3328172515eb6"]),
+]
+
+
+@pytest.mark.parametrize("transform, expected", PINNED_TRANSFORMS, ids=lambda p: repr(p)[:40])
+def test_transforms_draw_and_output_as_pinned(transform, expected):
+    assert [_transform_digest(transform, seed) for seed in range(4)] == expected
 
 
 # ---- the batch sampler ------------------------------------------------------------------------

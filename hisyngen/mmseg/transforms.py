@@ -1,8 +1,8 @@
 """Data transforms for the HisynSeg pipelines (registered in ``mmseg.registry.TRANSFORMS``).
 
-Geometric transforms move image and every ``seg_fields`` map with the same parameters: images
-bilinear, masks nearest (never interpolate class indices). Randomness comes from ``np.random``
-like mmcv's own transforms, so mmengine's per-worker seeding makes runs reproducible.
+Geometric transforms (:class:`DualTransform`) move image and every ``seg_fields`` map with the
+same parameters: images bilinear, masks nearest (never interpolate class indices). Randomness comes
+from ``np.random`` like mmcv's own transforms, so mmengine's per-worker seeding makes runs reproducible.
 """
 
 from __future__ import annotations
@@ -79,13 +79,58 @@ class RecomputeImageLabels(BaseTransform):
         return f"{self.__class__.__name__}(real={self.real})"
 
 
+class DualTransform(BaseTransform):
+    """Base of the geometric transforms: one set of parameters per call, moving the image and every
+    ``seg_fields`` map alike (the shape of albumentations' DualTransform and torchvision.transforms.v2).
+
+    A call draws in a fixed order, which is part of the output (same seed, same bytes): first
+    ``np.random.rand() < prob`` when the transform has a ``prob``, then :meth:`get_params`, drawn
+    even when the call is skipped so that later transforms' draws never depend on the outcome.
+    An applied call computes :meth:`prepare` once (what image and masks share: a matrix, a remap
+    grid), then ``apply(img, plan)`` on the image and ``apply_to_mask(mask, plan)`` on each map.
+    """
+
+    prob: float | None = None
+    """Probability of applying; None: always applied, with no draw for it."""
+    sets_img_shape = False
+    """Whether ``img_shape`` follows the output (the transform can change the size)."""
+
+    def get_params(self, height: int, width: int) -> tuple:
+        """Every random draw of one call, for an image of this size."""
+        return ()
+
+    def prepare(self, params: tuple, height: int, width: int):  # noqa: ANN201 (per transform)
+        return params
+
+    @cache_randomness
+    def _sample(self, height: int, width: int) -> tuple | None:
+        apply = True if self.prob is None else bool(np.random.rand() < self.prob)
+        params = self.get_params(height, width)
+        return params if apply else None
+
+    def transform(self, results: dict) -> dict:
+        height, width = results["img"].shape[:2]
+        params = self._sample(height, width)
+        if params is None:
+            return results
+        plan = self.prepare(params, height, width)
+        results["img"] = self.apply(results["img"], plan)
+        for key in _seg_keys(results):
+            results[key] = self.apply_to_mask(results[key], plan)
+        if self.sets_img_shape:
+            results["img_shape"] = results["img"].shape[:2]
+        return results
+
+
 @TRANSFORMS.register_module()
-class RandomResizedCrop(BaseTransform):
+class RandomResizedCrop(DualTransform):
     """Crop a random area fraction ``scale`` with aspect ratio in ``ratio``, resize to ``size``.
 
     torchvision/albumentations semantics; falls back to the largest centred crop of a valid
     ratio after 10 tries. Always applied (it is also what brings every image to ``size``).
     """
+
+    sets_img_shape = True
 
     def __init__(self, size: int | Sequence[int], scale: Sequence[float] = (0.9, 1.0),
                  ratio: Sequence[float] = (3 / 4, 4 / 3)) -> None:
@@ -93,8 +138,8 @@ class RandomResizedCrop(BaseTransform):
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
 
-    @cache_randomness
-    def _window(self, height: int, width: int) -> tuple[int, int, int, int]:
+    def get_params(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """The window (top, left, h, w)."""
         area = height * width
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         for _ in range(10):
@@ -113,23 +158,23 @@ class RandomResizedCrop(BaseTransform):
             h, w = height, width
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def transform(self, results: dict) -> dict:
-        img = results["img"]
-        top, left, h, w = self._window(*img.shape[:2])
+    def _crop_resize(self, array: np.ndarray, window: tuple[int, int, int, int], interpolation: int) -> np.ndarray:
+        top, left, h, w = window
         out_h, out_w = self.size
-        results["img"] = cv2.resize(img[top:top + h, left:left + w], (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-        for key in _seg_keys(results):
-            results[key] = cv2.resize(results[key][top:top + h, left:left + w], (out_w, out_h),
-                                      interpolation=cv2.INTER_NEAREST)
-        results["img_shape"] = results["img"].shape[:2]
-        return results
+        return cv2.resize(array[top:top + h, left:left + w], (out_w, out_h), interpolation=interpolation)
+
+    def apply(self, img: np.ndarray, plan: tuple[int, int, int, int]) -> np.ndarray:
+        return self._crop_resize(img, plan, cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, plan: tuple[int, int, int, int]) -> np.ndarray:
+        return self._crop_resize(mask, plan, cv2.INTER_NEAREST)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio})"
 
 
 @TRANSFORMS.register_module()
-class ShiftScaleRotate(BaseTransform):
+class ShiftScaleRotate(DualTransform):
     """Random affine: shift by up to ``shift_limit`` x size, scale 1 +- ``scale_limit``, rotate
     +-``rotate_limit`` degrees about the centre; borders filled by ``border`` for image and mask
     alike (reflect-101 by default, so the mask keeps matching the image)."""
@@ -142,28 +187,28 @@ class ShiftScaleRotate(BaseTransform):
         self.prob = prob
         self.border = _border(border)
 
-    @cache_randomness
-    def _params(self) -> tuple[bool, float, float, float, float]:
-        apply = bool(np.random.rand() < self.prob)
+    def get_params(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """(angle, scale, dx, dy)."""
         angle = np.random.uniform(-self.rotate_limit, self.rotate_limit)
         scale = np.random.uniform(1 - self.scale_limit, 1 + self.scale_limit)
         dx, dy = np.random.uniform(-self.shift_limit, self.shift_limit, size=2)
-        return apply, float(angle), float(scale), float(dx), float(dy)
+        return float(angle), float(scale), float(dx), float(dy)
 
-    def transform(self, results: dict) -> dict:
-        apply, angle, scale, dx, dy = self._params()
-        if not apply:
-            return results
-        h, w = results["img"].shape[:2]
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-        matrix[0, 2] += dx * w
-        matrix[1, 2] += dy * h
-        results["img"] = cv2.warpAffine(results["img"], matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                        borderMode=self.border, borderValue=0)
-        for key in _seg_keys(results):
-            results[key] = cv2.warpAffine(results[key], matrix, (w, h), flags=cv2.INTER_NEAREST,
-                                          borderMode=self.border, borderValue=IGNORE_INDEX)
-        return results
+    def prepare(self, params: tuple[float, float, float, float], height: int, width: int) -> np.ndarray:
+        angle, scale, dx, dy = params
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+        matrix[0, 2] += dx * width
+        matrix[1, 2] += dy * height
+        return matrix
+
+    def apply(self, img: np.ndarray, plan: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        return cv2.warpAffine(img, plan, (w, h), flags=cv2.INTER_LINEAR, borderMode=self.border, borderValue=0)
+
+    def apply_to_mask(self, mask: np.ndarray, plan: np.ndarray) -> np.ndarray:
+        h, w = mask.shape[:2]
+        return cv2.warpAffine(mask, plan, (w, h), flags=cv2.INTER_NEAREST, borderMode=self.border,
+                              borderValue=IGNORE_INDEX)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(shift_limit={self.shift_limit}, scale_limit={self.scale_limit}, "
@@ -171,7 +216,7 @@ class ShiftScaleRotate(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class OpticalDistortion(BaseTransform):
+class OpticalDistortion(DualTransform):
     """Random barrel/pincushion lens distortion (radial coefficient k in +-``distort_limit``,
     centre shifted by up to ``shift_limit`` x size); image bilinear, masks nearest."""
 
@@ -182,48 +227,50 @@ class OpticalDistortion(BaseTransform):
         self.prob = prob
         self.border = _border(border)
 
-    @cache_randomness
-    def _params(self) -> tuple[bool, float, float, float]:
-        apply = bool(np.random.rand() < self.prob)
+    def get_params(self, height: int, width: int) -> tuple[float, float, float]:
+        """(k, dx, dy)."""
         k = np.random.uniform(-self.distort_limit, self.distort_limit)
         dx, dy = np.random.uniform(-self.shift_limit, self.shift_limit, size=2)
-        return apply, float(k), float(dx), float(dy)
+        return float(k), float(dx), float(dy)
 
-    def transform(self, results: dict) -> dict:
-        apply, k, dx, dy = self._params()
-        if not apply:
-            return results
-        h, w = results["img"].shape[:2]
+    def prepare(self, params: tuple[float, float, float], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        k, dx, dy = params
+        h, w = height, width
         camera = np.array([[w, 0, w / 2 + dx * w], [0, h, h / 2 + dy * h], [0, 0, 1]], dtype=np.float32)
         coeffs = np.array([k, k, 0, 0, 0], dtype=np.float32)
         map_x, map_y = cv2.initUndistortRectifyMap(camera, coeffs, None, camera, (w, h), cv2.CV_32FC1)
-        results["img"] = cv2.remap(results["img"], map_x, map_y, cv2.INTER_LINEAR, borderMode=self.border)
-        for key in _seg_keys(results):
-            results[key] = cv2.remap(results[key], map_x, map_y, cv2.INTER_NEAREST, borderMode=self.border,
-                                     borderValue=IGNORE_INDEX)
-        return results
+        return map_x, map_y
+
+    def apply(self, img: np.ndarray, plan: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return cv2.remap(img, *plan, cv2.INTER_LINEAR, borderMode=self.border)
+
+    def apply_to_mask(self, mask: np.ndarray, plan: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return cv2.remap(mask, *plan, cv2.INTER_NEAREST, borderMode=self.border, borderValue=IGNORE_INDEX)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(distort_limit={self.distort_limit}, prob={self.prob})"
 
 
 @TRANSFORMS.register_module()
-class Rot90(BaseTransform):
+class Rot90(DualTransform):
     """Rotate the image (and loaded maps) by ``k`` x 90 degrees counter-clockwise, recording
     ``rot90`` so ``HisynEncoderDecoder`` rotates the prediction back: with horizontal flips this
     gives the 8 flips/rotations of the test-time augmentation (docs/method.md, Training: Evaluation)."""
 
+    sets_img_shape = True
+
     def __init__(self, k: int) -> None:
         self.k = int(k) % 4
 
+    def apply(self, img: np.ndarray, plan: tuple) -> np.ndarray:
+        return np.ascontiguousarray(np.rot90(img, self.k))
+
+    apply_to_mask = apply  # a rotation by quarter turns moves pixels without interpolating
+
     def transform(self, results: dict) -> dict:
-        results["img"] = np.ascontiguousarray(np.rot90(results["img"], self.k))
-        for key in _seg_keys(results):
-            results[key] = np.ascontiguousarray(np.rot90(results[key], self.k))
-        results["img_shape"] = results["img"].shape[:2]
+        results = super().transform(results)
         results["rot90"] = self.k
         return results
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(k={self.k})"
-
