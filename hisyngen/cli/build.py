@@ -11,7 +11,7 @@ import click
 
 from hisyngen.build.config import paper_count_text, top_level_default
 from hisyngen.cli.common import ALLOW_OUTSIDE_ROOT_HELP, print_json
-from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, Selection
+from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, MODES, Selection
 from hisyngen.precision import PRECISIONS
 from hisyngen.safety import recorded_command, redact
 
@@ -63,7 +63,7 @@ def run_build(source: str, out: str, overrides: dict, config_file: str | None, t
               help=f"Samples kept per strategy [default: {paper_count_text(upper=True)}].")
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {top_level_default('seed')}].")
 @click.option("--no-filter", is_flag=True, help="Skip the discriminators: keep every synthetic sample.")
-@click.option("--selection", type=click.Choice(["rank", "threshold"]), default=None,
+@click.option("--selection", type=click.Choice(MODES), default=None,
               help="rank: keep the most realistic of --oversample x COUNT candidates (known cost); threshold: "
                    f"p_real > {top_level_default('threshold'):g} until COUNT [default: {top_level_default('selection')}].")
 @click.option("--oversample", type=float, default=None,

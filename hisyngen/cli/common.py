@@ -56,6 +56,39 @@ class HisynGroup(click.Group):
             ctx.exit(130)
 
 
+class LibraryDefault(click.Option):
+    """An option whose ``default`` is a function reading the library's default when the command
+    runs or shows its help, not when the CLI is imported (the strategy dataclasses load OpenCV, the
+    training config torch). Unlike click's own callable defaults, the help shows the value."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        return super().get_default(ctx, call=True)
+
+
+class LibraryChoice(click.Choice):
+    """``click.Choice`` over names the library lists, read each time they are needed (help, parsing),
+    not at import: ``names`` may import modules ``hisyngen --help`` should not wait for."""
+
+    def __init__(self, names: Callable[[], Any]) -> None:
+        self._names = names
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _given: Any) -> None:  # click.Choice.__init__ stores the empty tuple passed above
+        pass
+
+
+def parameter_default(function: Callable, name: str) -> Any:
+    """The default of ``function``'s parameter ``name``: a command's default is its API's."""
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
 ALLOW_OUTSIDE_ROOT_HELP = ("Accept manifest rows and spec folders that point outside the source root "
                            "(../x, absolute paths); refused by default.")
 

@@ -4,16 +4,56 @@ from __future__ import annotations
 
 import click
 
-from hisyngen.cli.common import open_source_from_options, print_json, source_options
-from hisyngen.cli.synth import STRATEGY_NAMES, build_strategy, strategy_options
+from hisyngen.cli.common import LibraryDefault, open_source_from_options, parameter_default, print_json, source_options
+from hisyngen.cli.synth import STRATEGY_CHOICE, build_strategy, strategy_options
 from hisyngen.precision import PRECISIONS
 from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, MODES, Selection
+from hisyngen.spec import PAPER_COUNT, PAPER_EPOCHS, PAPER_EPOCHS_BY_RUN
 
 
-PRECISION_OPTION = click.option(
-    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-    help="Discriminator arithmetic: auto = bf16 on a CPU with AMX/AVX-512-BF16 or a GPU with native bf16, "
-         "else fp32 (fp16 on older GPUs); recorded in the report.")
+# Defaults are read when a command runs or shows its help (hisyngen.cli.common.LibraryDefault):
+# the discriminator's from TrainConfig, the others from the API function the command calls.
+
+def _train_default(field: str):
+    """The default of the :class:`hisyngen.filtering.train.TrainConfig` field ``field``."""
+    def default():
+        from hisyngen.filtering.train import TrainConfig
+
+        return getattr(TrainConfig, field)  # a dataclass keeps a plain field's default as the class attribute
+    return default
+
+
+def _api_default(module: str, function: str, parameter: str):
+    """The default of ``parameter`` of ``module.function``."""
+    def default():
+        import importlib
+
+        return parameter_default(getattr(importlib.import_module(module), function), parameter)
+    return default
+
+
+def _train_option(*decls: str, field: str, **attrs):
+    return click.option(*decls, cls=LibraryDefault, default=_train_default(field), show_default=True, **attrs)
+
+
+def _api_option(*decls: str, api: tuple[str, str, str], **attrs):
+    return click.option(*decls, cls=LibraryDefault, default=_api_default(*api), show_default=True, **attrs)
+
+
+TRAIN_FILTER = ("hisyngen.filtering.train", "train_filter")
+FILTER_CORPUS = ("hisyngen.filtering.filter", "filter_corpus")
+REALISM_REPORT = ("hisyngen.filtering.realism", "realism_report")
+
+PAPER_EPOCHS_HELP = f"paper: {PAPER_EPOCHS}; " + "; ".join(
+    f"{n} for {dataset.split('-')[0].upper()} {strategy.capitalize()}" for (dataset, strategy), n in PAPER_EPOCHS_BY_RUN.items())
+
+PRECISION_HELP = ("Discriminator arithmetic: auto = bf16 on a CPU with AMX/AVX-512-BF16 or a GPU with native bf16, "
+                  "else fp32 (fp16 on older GPUs); recorded in the report.")
+
+
+def _precision_option(default):
+    return click.option("--precision", type=click.Choice(PRECISIONS), cls=LibraryDefault, default=default,
+                        show_default=True, help=PRECISION_HELP)
 
 
 def _percent(value: float | None) -> str:
@@ -23,27 +63,27 @@ def _percent(value: float | None) -> str:
 @click.command("filter-train")
 @click.argument("source", type=click.Path())
 @source_options
-@click.option("-s", "--strategy", type=click.Choice(STRATEGY_NAMES), required=True,
+@click.option("-s", "--strategy", type=STRATEGY_CHOICE, required=True,
               help="Strategy whose samples the discriminator learns to tell from real images.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Folder for model.pt and report.json (one per strategy).")
-@click.option("--negatives", default=1000, show_default=True, type=int,
+@_api_option("--negatives", api=(*TRAIN_FILTER, "negatives"), type=int,
               help="Synthetic images generated on the fly (from a stream separate from any corpus).")
 @click.option("--negatives-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="Use the images of this (unfiltered) corpus as negatives instead.")
-@click.option("--real-from", default="multi", show_default=True,
+@_api_option("--real-from", api=(*TRAIN_FILTER, "real_from"),
               help="Real images: 'multi' (train images with >= 2 tissue labels, the paper), 'all' (every train image) "
                    "or a folder of real patches.")
-@click.option("--epochs", default=5, show_default=True, type=int, help="Training epochs (paper: 5; 3 for BCSS Mosaic).")
-@click.option("--batch-size", default=256, show_default=True, type=int)
-@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
-@click.option("--val-fraction", default=0.2, show_default=True, type=float, help="Held-out fraction (seeded split).")
-@click.option("--image-size", default=224, show_default=True, type=int, help="Images are resized to this.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
-@PRECISION_OPTION
-@click.option("--num-workers", default=0, show_default=True, type=int, help="Data-loading worker processes.")
-@click.option("--match-classes/--no-match-classes", default=True, show_default=True,
+@_train_option("--epochs", field="epochs", type=int, help=f"Training epochs ({PAPER_EPOCHS_HELP}).")
+@_train_option("--batch-size", field="batch_size", type=int)
+@_train_option("--lr", field="lr", type=float, help="Adam learning rate.")
+@_train_option("--val-fraction", field="val_fraction", type=float, help="Held-out fraction (seeded split).")
+@_train_option("--image-size", field="image_size", type=int, help="Images are resized to this.")
+@_train_option("--seed", field="seed", type=int)
+@_train_option("--device", field="device", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+@_precision_option(_train_default("precision"))
+@_train_option("--num-workers", field="num_workers", type=int, help="Data-loading worker processes.")
+@_train_option("--match-classes/--no-match-classes", field="match_classes",
               help="Weight the synthetic images so each class is present as often as in the real ones (the "
                    "discriminator then judges looks, not which tissues an image holds); --no-match-classes: the paper.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -98,12 +138,12 @@ def _score(value: float | None) -> str:
 @click.command("filter")
 @click.argument("source", type=click.Path())
 @source_options
-@click.option("-s", "--strategy", type=click.Choice(STRATEGY_NAMES), required=True, help="Synthesis strategy.")
+@click.option("-s", "--strategy", type=STRATEGY_CHOICE, required=True, help="Synthesis strategy.")
 @click.option("-m", "--model", required=True, type=click.Path(exists=True),
               help="The strategy's discriminator (a filter-train folder or its model.pt).")
-@click.option("-n", "--count", default=3600, show_default=True, type=int, help="Samples to keep.")
+@click.option("-n", "--count", default=PAPER_COUNT, show_default=True, type=int, help="Samples to keep.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Corpus folder (a rerun resumes).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@_api_option("--seed", api=(*FILTER_CORPUS, "seed"), type=int)
 @click.option("--selection", type=click.Choice(MODES), default=Selection.mode, show_default=True,
               help="rank: score --oversample x COUNT candidates and keep the most realistic (known cost, never "
                    "gives up); threshold: keep candidates with p_real > --threshold until COUNT (the paper).")
@@ -115,21 +155,25 @@ def _score(value: float | None) -> str:
               help="Per-stratum quotas (stratum = dominant class + classes present) so the kept samples have the "
                    "class mix of the unfiltered stream; without, a class the discriminator finds easy to call "
                    "synthetic is kept less.")
+@click.option("--match-area/--no-match-area", default=Selection.match_area, show_default=True,
+              help="rank: keep the most realistic of each run of ~--oversample candidates with neighbouring class "
+                   "areas (rarest class first), so no class shrinks within a stratum; without, a stratum's highest "
+                   "scores (what rank corpora from before this option were).")
 @click.option("--paper", is_flag=True,
               help="The paper's filter: --selection threshold --threshold 0.5 --no-stratify.")
 @click.option("--max-attempts", default=None, type=int,
               help="threshold: give up after this many candidates, counted in whole --batch-size batches "
                    f"[default: {MAX_ATTEMPTS_DEFAULT}].")
-@click.option("--batch-size", default=64, show_default=True, type=int, help="Scoring batch (part of the corpus identity).")
-@click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=0),
-              help="Generation processes running ahead of the scorer (0 = generate in the main process).")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda ...")
-@PRECISION_OPTION
+@_api_option("--batch-size", api=(*FILTER_CORPUS, "batch_size"), type=int, help="Scoring batch (part of the corpus identity).")
+@_api_option("-w", "--workers", api=(*FILTER_CORPUS, "workers"), type=click.IntRange(min=0),
+             help="Generation processes running ahead of the scorer (0 = generate in the main process).")
+@_api_option("--device", api=(*FILTER_CORPUS, "device"), help="auto (CUDA when available), cpu, cuda ...")
+@_precision_option(_api_default(*FILTER_CORPUS, "precision"))
 @strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def filter_command(source, dataset, spec_file, strategy, model, count, out, seed, selection, oversample, threshold,
-                   stratify, paper, max_attempts, batch_size, workers, device, precision, size, background_policy, max_background,
+                   stratify, match_area, paper, max_attempts, batch_size, workers, device, precision, size, background_policy, max_background,
                    params, allow_missing_classes, cache_dir, as_json, quiet) -> None:
     """Generate fresh samples and keep the COUNT the discriminator finds most realistic.
 
@@ -151,7 +195,8 @@ def filter_command(source, dataset, spec_file, strategy, model, count, out, seed
             raise click.UsageError("--paper is --selection threshold --no-stratify; drop the conflicting option")
         choice = Selection.paper(threshold)
     else:
-        choice = Selection(mode=selection, stratify=stratify, oversample=oversample, threshold=threshold)
+        choice = Selection(mode=selection, stratify=stratify, oversample=oversample, threshold=threshold,
+                           match_area=match_area)
     src = open_source_from_options(source, dataset, spec_file)
     strat = build_strategy(strategy, src.spec, size, background_policy, max_background, params, allow_missing_classes)
     summary = filter_corpus(src, strat, model, out, count, seed=seed, selection=choice, max_attempts=max_attempts,
@@ -190,14 +235,14 @@ def render_filter_report(summary: dict) -> str:
 @click.argument("corpora", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("-r", "--real", "real_source", required=True, type=click.Path(), help="The real source dataset.")
 @source_options
-@click.option("--real-from", default="multi", show_default=True, help="multi, all, or a folder of real patches.")
-@click.option("--max-images", default=1000, show_default=True, type=int, help="Images per set (evenly spaced).")
-@click.option("--epochs", default=5, show_default=True, type=int, help="Judge training epochs.")
-@click.option("--batch-size", default=256, show_default=True, type=int)
-@click.option("--image-size", default=224, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True)
-@PRECISION_OPTION
+@_api_option("--real-from", api=(*REALISM_REPORT, "real_from"), help="multi, all, or a folder of real patches.")
+@_api_option("--max-images", api=(*REALISM_REPORT, "max_images"), type=int, help="Images per set (evenly spaced).")
+@_train_option("--epochs", field="epochs", type=int, help="Judge training epochs.")
+@_train_option("--batch-size", field="batch_size", type=int)
+@_train_option("--image-size", field="image_size", type=int)
+@_train_option("--seed", field="seed", type=int)
+@_train_option("--device", field="device")
+@_precision_option(_train_default("precision"))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def realism(corpora, real_source, dataset, spec_file, real_from, max_images, epochs, batch_size, image_size, seed,

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import click
 
-from hisyngen.cli.common import open_source_from_options, print_json, source_options
+from hisyngen.cli.common import LibraryDefault, open_source_from_options, parameter_default, print_json, source_options
+
+
+def _inspect_default(parameter: str):
+    """The default of :func:`hisyngen.sources.inspect.inspect_source`'s ``parameter``, read when needed."""
+    def default():
+        from hisyngen.sources.inspect import inspect_source
+
+        return parameter_default(inspect_source, parameter)
+    return default
 
 
 @click.command()
 @click.argument("root", type=click.Path(exists=False))
 @source_options
-@click.option("--min-pool", default=10, show_default=True, type=click.IntRange(min=0),
+@click.option("--min-pool", cls=LibraryDefault, default=_inspect_default("min_pool"), show_default=True,
+              type=click.IntRange(min=0),
               help="Warn when a class has fewer single-tissue train images than this.")
 @click.option("--quick", is_flag=True, help="Read train image headers only (skip the full decode that finds truncated files).")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1), help="Decoding threads.")
+@click.option("--workers", cls=LibraryDefault, default=_inspect_default("workers"), show_default=True,
+              type=click.IntRange(min=1), help="Decoding threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
 @click.option("--strict", is_flag=True, help="Exit with status 2 when there is any warning.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import click
 
-from hisyngen.cli.common import open_source_from_options, print_json, source_options
+from hisyngen.build.config import top_level_default
+from hisyngen.cli.common import (LibraryChoice, LibraryDefault, open_source_from_options, parameter_default, print_json,
+                                 source_options)
 from hisyngen.errors import HisynError
+from hisyngen.spec import PAPER_COUNT
 from hisyngen.workers import default_workers
 
-STRATEGY_NAMES = ["mosaic", "bezier", "onelabel", "gridded", "cutmix", "mosaic-nosplice"]
+
+def strategy_choices() -> list[str]:
+    """The registry's strategies (:func:`hisyngen.synthesis.strategy_names`), the ones a build makes
+    by default (the paper's two, mosaic and bezier) first, then the others in registry order."""
+    from hisyngen.synthesis import strategy_names
+
+    names = strategy_names()
+    first = [name for name in top_level_default("strategies") if name in names]
+    return first + [name for name in names if name not in first]
+
+
+STRATEGY_CHOICE = LibraryChoice(strategy_choices)
+"""``--strategy`` of every command that generates samples."""
+
+
+def _strategy_default(field: str):
+    """The default of the :class:`hisyngen.synthesis.Strategy` field ``field``, read when needed."""
+    def default():
+        from hisyngen.synthesis import Strategy
+
+        return getattr(Strategy, field)  # a dataclass keeps a plain field's default as the class attribute
+    return default
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, str]:
@@ -24,10 +48,13 @@ def parse_params(items: tuple[str, ...]) -> dict[str, str]:
 def strategy_options(func):
     """Options shared by commands that generate samples (synth, filter, build)."""
     decorators = [
-        click.option("--size", default=224, show_default=True, type=int, help="Output image size (square)."),
-        click.option("--background-policy", type=click.Choice(["ignore", "tissue"]), default="ignore", show_default=True,
+        click.option("--size", cls=LibraryDefault, default=_strategy_default("size"), show_default=True, type=int,
+                     help="Output image size (square)."),
+        click.option("--background-policy", type=LibraryChoice(_background_policies), cls=LibraryDefault,
+                     default=_strategy_default("background_policy"), show_default=True,
                      help="White background of a source patch: 255 in the mask (ignore) or its tissue class (tissue, reference behaviour)."),
-        click.option("--max-background", default=0.8, show_default=True, type=float,
+        click.option("--max-background", cls=LibraryDefault, default=_strategy_default("max_background"),
+                     show_default=True, type=float,
                      help="Redraw a tile/source whose white-background fraction exceeds this."),
         click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
                      help="Strategy parameter, repeatable: -p points=12, -p anchor=0.3,0.7, -p pairs=TUM:STR,STR:TUM. "
@@ -40,6 +67,12 @@ def strategy_options(func):
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def _background_policies() -> tuple[str, ...]:
+    from hisyngen.synthesis import BACKGROUND_POLICIES
+
+    return BACKGROUND_POLICIES
 
 
 def build_strategy(name: str, spec, size: int, background_policy: str, max_background: float, params: tuple[str, ...],
@@ -60,13 +93,20 @@ def _list_strategies(ctx: click.Context, _param: click.Parameter, value: bool) -
     ctx.exit(0)
 
 
+def _synthesize():
+    from hisyngen.corpus import synthesize
+
+    return synthesize
+
+
 @click.command()
 @click.argument("source", type=click.Path())
 @source_options
-@click.option("-s", "--strategy", type=click.Choice(STRATEGY_NAMES), required=True, help="Synthesis strategy.")
-@click.option("-n", "--count", default=3600, show_default=True, type=int, help="Number of samples.")
+@click.option("-s", "--strategy", type=STRATEGY_CHOICE, required=True, help="Synthesis strategy.")
+@click.option("-n", "--count", default=PAPER_COUNT, show_default=True, type=int, help="Number of samples.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Corpus folder (created; a rerun resumes it).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed: same seed, same bytes.")
+@click.option("--seed", cls=LibraryDefault, default=lambda: parameter_default(_synthesize(), "seed"), show_default=True,
+              type=int, help="Random seed: same seed, same bytes.")
 @click.option("-w", "--workers", default=default_workers, show_default="all CPUs", type=click.IntRange(min=1),
               help="Worker processes (the output does not depend on it).")
 @click.option("--shard", metavar="I/N", default=None,
@@ -125,11 +165,19 @@ def merge(shards: tuple[str, ...], out: str, quiet: bool) -> None:
     click.echo(f"{result['out']}: {result['count']} samples from {result['shards']} shards")
 
 
+def _write_preview():
+    from hisyngen.preview import write_preview
+
+    return write_preview
+
+
 @click.command()
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", default="preview.png", show_default=True, type=click.Path(dir_okay=False), help="PNG to write.")
-@click.option("-n", "--count", default=16, show_default=True, type=int, help="Samples to show (evenly spaced).")
-@click.option("--columns", default=4, show_default=True, type=int, help="Samples per row.")
+@click.option("-n", "--count", cls=LibraryDefault, default=lambda: parameter_default(_write_preview(), "count"),
+              show_default=True, type=int, help="Samples to show (evenly spaced).")
+@click.option("--columns", cls=LibraryDefault, default=lambda: parameter_default(_write_preview(), "columns"),
+              show_default=True, type=int, help="Samples per row.")
 def preview(corpus: str, out: str, count: int, columns: int) -> None:
     """Write a contact sheet of CORPUS: each image next to its mask overlay, with a colour legend."""
     from hisyngen.preview import write_preview
