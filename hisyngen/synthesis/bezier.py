@@ -14,7 +14,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from hisyngen.synthesis.base import MixingStrategy, Pool, Sample, blend, class_pairs, draw_pair, resized, source_mask
+from hisyngen.synthesis.paired import PairedStrategy
 from hisyngen.synthesis.registry import register
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
@@ -70,17 +70,16 @@ def rasterise(outline: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Bezier(MixingStrategy):
+class Bezier(PairedStrategy):
     """A closed Bezier blob of one tissue pasted over another (two classes per image).
 
     ``points`` is n, ``rad`` the control-arm length as a fraction of the chord, ``edgy`` the
-    sharpness of the corners; ``pairs`` restricts the (foreground, background) class pairs
-    (default: every ordered pair of distinct classes, uniformly). ``stain``, ``feather`` and
-    ``seam_ignore``: see :class:`~hisyngen.synthesis.base.MixingStrategy` (reference: the base image).
+    sharpness of the corners; ``pairs``: see :class:`~hisyngen.synthesis.paired.PairedStrategy`.
+    ``stain``, ``feather`` and ``seam_ignore``: see :class:`~hisyngen.synthesis.base.MixingStrategy`
+    (reference: the base image).
     """
 
     name: ClassVar[str] = "bezier"
-    min_classes: ClassVar[int] = 2
     points: int = 5
     rad: float = 0.2
     edgy: float = 0.05
@@ -105,25 +104,10 @@ class Bezier(MixingStrategy):
             out.append(f"max_tries must be an integer in 1..100000, got {self.max_tries!r}")
         return out
 
-    def check_pool(self, pool: Pool, classes: tuple[str, ...]) -> None:
-        super().check_pool(pool, classes)
-        class_pairs(self.pairs, pool, self.name)
-
-    def generate(self, pool: Pool, rng: np.random.Generator) -> Sample:
-        fg_class, bg_class, fg, bg = draw_pair(self, self.pairs, pool, rng)
+    def region(self, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         points, tries = blob_points(rng, self.points, self.min_spacing / self.points, self.max_tries)
         inside = rasterise(blob_outline(points, self.rad, self.edgy), self.size)
-        fg_image = resized(pool.image(fg), self.size, cv2.INTER_CUBIC)
-        bg_image = resized(pool.image(bg), self.size, cv2.INTER_CUBIC)
-        fg_mask = resized(source_mask(pool, fg, self.background_policy), self.size, cv2.INTER_NEAREST)
-        bg_mask = resized(source_mask(pool, bg, self.background_policy), self.size, cv2.INTER_NEAREST)
-        mask = blend(inside, fg_mask, bg_mask)
-        if self.plain:
-            image = blend(inside, fg_image, bg_image)
-        else:
-            image = self.paste_inside(pool, inside, fg, bg, fg_image, bg_image, mask)
-        geometry = {"pair": [int(fg_class), int(bg_class)], "points": np.round(points, 4).tolist(), "tries": tries}
-        return Sample(image, mask, [fg, bg], geometry)
+        return inside, {"points": np.round(points, 4).tolist(), "tries": tries}
 
 
 register(Bezier)
