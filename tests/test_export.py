@@ -318,7 +318,7 @@ HUB_ANNOTATIONS_CREATORS = {"found", "crowdsourced", "expert-generated", "machin
 def test_hf_card_metadata_follows_the_hub_spec(inputs, tmp_path):
     from datasets.utils.metadata import MetadataConfigs
 
-    from hisyngen.export.hf import SIZE_CATEGORIES
+    from hisyngen.export.hf_card import SIZE_CATEGORIES
 
     source, corpora = inputs
     export_dataset(corpora, source, "hf", tmp_path / "hf")  # no --license: `other`, which needs its name and link
@@ -351,7 +351,7 @@ def test_hf_card_metadata_follows_the_hub_spec(inputs, tmp_path):
 
 
 def test_size_categories_are_the_hubs_buckets():
-    from hisyngen.export.hf import size_category
+    from hisyngen.export.hf_card import size_category
 
     assert [size_category(n) for n in (0, 999, 1_000, 9_999, 10_000, 999_999, 1_000_000, 10 ** 8, 10 ** 9)] == [
         "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "100M<n<1B", "1B<n<10B"]
@@ -359,7 +359,7 @@ def test_size_categories_are_the_hubs_buckets():
 
 
 def test_citations_name_the_source_benchmark_only_when_the_spec_is_it():
-    from hisyngen.export.hf import citations
+    from hisyngen.export.hf_card import citations
     from hisyngen.spec import DatasetSpec
 
     assert "2204.06455" in "\n".join(citations(get_spec("wsss4luad")))
@@ -400,7 +400,7 @@ def test_hf_card_carries_no_secret_and_no_local_path(inputs, tmp_path):
 def test_a_local_folder_is_shortened_only_where_a_path_starts(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from hisyngen.export.hf import publishable
+    from hisyngen.export.provenance import publishable
 
     cwd = tmp_path / "data"
     cwd.mkdir()
@@ -416,7 +416,7 @@ def test_a_local_folder_is_shortened_only_where_a_path_starts(tmp_path, monkeypa
 
 
 def test_hf_card_use_it_code_runs_against_the_export(inputs, tmp_path):
-    from hisyngen.export.hf import REPO_PLACEHOLDER
+    from hisyngen.export.hf_card import REPO_PLACEHOLDER
 
     source, corpora = inputs
     scripts = []

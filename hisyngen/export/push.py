@@ -12,7 +12,8 @@ import importlib
 from pathlib import Path
 
 from hisyngen.errors import HisynError
-from hisyngen.export.hf import LICENSE_FILE, LICENSE_FILE_MARKER, SUBSET_FOLDERS
+from hisyngen.export.hf import SUBSET_FOLDERS
+from hisyngen.export.hf_card import LICENSE_FILE, LICENSE_FILE_MARKER
 from hisyngen.safety import OWN_FILES
 
 REPO_TYPE = "dataset"
