@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from hisyngen.errors import HisynError
 
@@ -72,12 +72,7 @@ class DatasetSpec:
 
     def mask_palette(self) -> list[int]:
         """A 768-entry flat palette for PIL "P" masks: classes, background, 255 = black."""
-        flat = [0] * 768
-        for index in range(self.num_classes):
-            flat[3 * index : 3 * index + 3] = self.palette[index]
-        b = self.background_index
-        flat[3 * b : 3 * b + 3] = self.palette[-1]
-        return flat
+        return flat_palette([*enumerate(self.palette[:-1]), (self.background_index, self.palette[-1])])
 
     def valid_mask_values(self) -> frozenset[int]:
         """Values a ground-truth mask may hold: classes, background and ignore."""
@@ -165,7 +160,7 @@ def _validate(spec: DatasetSpec) -> list[str]:
     if len(spec.palette) != c + 1:
         problems.append(f"palette needs {c + 1} colours (one per class, then background), got {len(spec.palette)}")
     for colour in spec.palette:
-        if len(colour) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in colour):
+        if not is_rgb(colour):
             problems.append(f"palette colour {colour} is not an RGB triple of 0-255 integers")
             break
     if not c <= spec.background_index < IGNORE_INDEX:
@@ -177,6 +172,21 @@ def _validate(spec: DatasetSpec) -> list[str]:
     if spec.label_format not in LABEL_FORMATS:
         problems.append(f"label_format {spec.label_format!r} is not one of {LABEL_FORMATS}")
     return problems
+
+
+def is_rgb(colour: Any) -> bool:
+    """Whether ``colour`` is an RGB triple (list or tuple) of 0-255 integers."""
+    return (isinstance(colour, (list, tuple)) and len(colour) == 3
+            and all(isinstance(v, int) and 0 <= v <= 255 for v in colour))
+
+
+def flat_palette(colours: Iterable[tuple[int, Sequence[int]]]) -> list[int]:
+    """The 768-entry flat palette of a PIL "P" mask: each (mask value, RGB) given, every other
+    value black (255 = ignore among them). The one palette builder: spec masks, pseudo masks."""
+    flat = [0] * 768
+    for index, colour in colours:
+        flat[3 * index : 3 * index + 3] = [int(v) for v in colour]
+    return flat
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:

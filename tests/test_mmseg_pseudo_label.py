@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from hisyngen.mmseg.pseudo_label import mask_palette, pseudo_mask
+from hisyngen.mmseg.pseudo_label import pseudo_mask
+from hisyngen.spec import flat_palette
 
 TISSUE = np.full((32, 32, 3), (180, 90, 140), np.uint8)
 
@@ -40,5 +41,5 @@ def test_multi_label_needs_matching_logits():
 
 
 def test_palette_has_class_colours_and_black_ignore():
-    flat = mask_palette([(255, 0, 0), (0, 255, 0)])
+    flat = flat_palette(enumerate([(255, 0, 0), (0, 255, 0)]))
     assert len(flat) == 768 and flat[:6] == [255, 0, 0, 0, 255, 0] and flat[765:] == [0, 0, 0]

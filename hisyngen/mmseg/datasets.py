@@ -28,7 +28,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from hisyngen.errors import HisynError
-from hisyngen.spec import IGNORE_INDEX
+from hisyngen.spec import IGNORE_INDEX, is_rgb
 
 SUFFIX = ".png"
 
@@ -175,11 +175,9 @@ class _ExportMixin:
 
 def _rgb_colours(palette: Any, count: int) -> list[list[int]] | None:
     """``palette`` as ``count`` [r, g, b] lists of 0-255 integers, or None if it is not that."""
-    if not isinstance(palette, (list, tuple)) or len(palette) != count:
+    if not isinstance(palette, (list, tuple)) or len(palette) != count or not all(map(is_rgb, palette)):
         return None
-    ok = all(isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-             for c in palette)
-    return [list(c) for c in palette] if ok else None
+    return [list(c) for c in palette]
 
 
 @DATASETS.register_module()

@@ -24,7 +24,7 @@ from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_bytes, encode_mask_png, read_rgb
 from hisyngen.mmseg.datasets import read_export_metainfo, read_ids, read_labels_jsonl
 from hisyngen.sources.background import BackgroundParams, background_mask
-from hisyngen.spec import IGNORE_INDEX
+from hisyngen.spec import IGNORE_INDEX, flat_palette
 
 
 def pseudo_mask(labels: np.ndarray, image: np.ndarray, logits: np.ndarray | None,
@@ -44,14 +44,6 @@ def pseudo_mask(labels: np.ndarray, image: np.ndarray, logits: np.ndarray | None
         mask = scores.argmax(axis=0).astype(np.uint8)
     mask[background_mask(image, background)] = IGNORE_INDEX
     return mask
-
-
-def mask_palette(colours: Iterable[Iterable[int]]) -> list[int]:
-    """Flat 768-entry PIL palette: class colours by index, everything else (255) black."""
-    flat = [0] * 768
-    for index, colour in enumerate(colours):
-        flat[3 * index:3 * index + 3] = [int(v) for v in colour]
-    return flat
 
 
 @dataclass
@@ -108,7 +100,7 @@ def pseudo_label(config: str | Path, checkpoint: str | Path, export_dir: str | P
         raise HisynError(f"the model predicts {model.decode_head.num_classes} classes but the export has {num_classes}")
     out_dir = root / "ann_dir" / "train_real"
     out_dir.mkdir(parents=True, exist_ok=True)
-    palette = mask_palette(meta["palette"])
+    palette = flat_palette(enumerate(meta["palette"]))  # class colours by index, 255 black
     report = PseudoLabelReport(out_dir=out_dir)
 
     def write(sample_id: str, image: np.ndarray, logits: np.ndarray | None) -> None:
