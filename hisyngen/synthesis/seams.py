@@ -128,44 +128,57 @@ def blend_grid(layers: list[list[np.ndarray]], ys: list[int] | tuple[int, ...], 
 
     With ``region`` (y0, y1, x0, x1) only those pixels are computed (the rest of the array is left
     uninitialised): what a Mosaic quadrant's warp reads of its gridded image.
+
+    Every pixel is written once into the output (a row's join straight into its rows), except the
+    rows of a seam between grid rows: there both rows' joins are made for those rows alone and
+    cross-faded (joining whole rows first and then the rows copied every pixel twice).
     """
     rows, cols = len(layers), len(layers[0])
+    ys, xs = list(ys), list(xs)
     y0, y1, x0, x1 = region or (0, ys[-1], 0, xs[-1])
     row_starts = [ys[r] - extension(px, r, rows)[0] for r in range(rows)]
     col_starts = [xs[c] - extension(px, c, cols)[0] for c in range(cols)]
-    if rows == 1:
-        return _join(layers[0], col_starts, list(xs), px, 1, x0, x1)
-    strips, strip_starts = [], []
+    if rows == 1:  # no row extension: the layers' own rows
+        y0, y1, ys = 0, layers[0][0].shape[0], [0, layers[0][0].shape[0]]
+    out = np.empty((ys[-1], xs[-1]) + layers[0][0].shape[2:], np.uint8)
+    if x1 <= x0:
+        return out
     for r in range(rows):
-        # the rows of grid row r that the join of the rows reads: its cells and bands within the region
-        lo, hi = max(row_starts[r], y0 - px), min(row_starts[r] + layers[r][0].shape[0], y1 + px)
-        sliced = [layer[max(lo, row_starts[r]) - row_starts[r] : max(hi, lo) - row_starts[r]] for layer in layers[r]]
-        strips.append(_join(sliced, col_starts, list(xs), px, 1, x0, x1))
-        strip_starts.append(max(lo, row_starts[r]))
-    return _join(strips, strip_starts, list(ys), px, 0, y0, y1)
-
-
-def _join(parts: list[np.ndarray], starts: list[int], edges: list[int], px: int, axis: int, lo: int, hi: int
-          ) -> np.ndarray:
-    """Cells side by side along ``axis`` (``parts[k]`` begins at ``starts[k]``), seams cross-faded;
-    only ``lo``..``hi`` along the axis is computed."""
-    shape = list(parts[0].shape)
-    shape[axis] = edges[-1]
-    out = np.empty(shape, np.uint8)
-    along = (lambda a, i, j: a[i:j]) if axis == 0 else (lambda a, i, j: a[:, i:j])
-    for k, part in enumerate(parts):
-        a, b = max(edges[k], lo), min(edges[k + 1], hi)
+        a, b = max(ys[r], y0), min(ys[r + 1], y1)
         if a < b:
-            along(out, a, b)[...] = along(part, a - starts[k], b - starts[k])
-    for k in range(1, len(parts)):
-        reach = seam_reach(px, edges, k)
-        a, b = max(edges[k] - reach, lo), min(edges[k] + reach, hi)
+            _join_row(layers[r], row_starts[r], a, b, col_starts, xs, px, x0, x1, out[a:b, x0:x1])
+    for k in range(1, rows):
+        reach = seam_reach(px, ys, k)
+        a, b = max(ys[k] - reach, y0), min(ys[k] + reach, y1)
         if reach > 0 and a < b:
-            first = edges[k] - reach
-            weight = edge_weights(reach)[a - first : b - first].reshape([-1 if d == axis else 1 for d in range(out.ndim)])
-            along(out, a, b)[...] = mix(along(parts[k - 1], a - starts[k - 1], b - starts[k - 1]),
-                                        along(parts[k], a - starts[k], b - starts[k]), weight)
+            band = (b - a, x1 - x0) + out.shape[2:]
+            above, below = np.empty(band, np.uint8), np.empty(band, np.uint8)
+            _join_row(layers[k - 1], row_starts[k - 1], a, b, col_starts, xs, px, x0, x1, above)
+            _join_row(layers[k], row_starts[k], a, b, col_starts, xs, px, x0, x1, below)
+            first = ys[k] - reach
+            weight = edge_weights(reach)[a - first : b - first].reshape((-1,) + (1,) * (out.ndim - 1))
+            out[a:b, x0:x1] = mix(above, below, weight)
     return out
+
+
+def _join_row(parts: list[np.ndarray], row_start: int, a: int, b: int, col_starts: list[int], xs: list[int],
+              px: int, x0: int, x1: int, dst: np.ndarray) -> None:
+    """Grid rows ``a``..``b`` of one grid row's layers (``parts[c]`` begins at grid row ``row_start``
+    and column ``col_starts[c]``) joined across the columns ``x0``..``x1``, seams cross-faded, into
+    ``dst`` (its column 0 is grid column ``x0``)."""
+    i, j = a - row_start, b - row_start
+    for c, part in enumerate(parts):
+        lo, hi = max(xs[c], x0), min(xs[c + 1], x1)
+        if lo < hi:
+            dst[:, lo - x0 : hi - x0] = part[i:j, lo - col_starts[c] : hi - col_starts[c]]
+    for c in range(1, len(parts)):
+        reach = seam_reach(px, xs, c)
+        lo, hi = max(xs[c] - reach, x0), min(xs[c] + reach, x1)
+        if reach > 0 and lo < hi:
+            first = xs[c] - reach
+            weight = edge_weights(reach)[lo - first : hi - first].reshape((1, -1) + (1,) * (dst.ndim - 2))
+            dst[:, lo - x0 : hi - x0] = mix(parts[c - 1][i:j, lo - col_starts[c - 1] : hi - col_starts[c - 1]],
+                                            parts[c][i:j, lo - col_starts[c] : hi - col_starts[c]], weight)
 
 
 def grid_band(height: int, width: int, ys: list[int] | tuple[int, ...], xs: list[int] | tuple[int, ...],
@@ -185,6 +198,15 @@ def reflect_window(array: np.ndarray, y: int, x: int, height: int, width: int) -
     rows, cols = array.shape[:2]
     if y >= 0 and x >= 0 and y + height <= rows and x + width <= cols:
         return array[y : y + height, x : x + width]
+    ya, yb, xa, xb = max(y, 0), min(y + height, rows), max(x, 0), min(x + width, cols)
+    top, bottom, left, right = ya - y, y + height - yb, xa - x, x + width - xb
+    if max(top, bottom) < yb - ya and max(left, right) < xb - xa:
+        # one reflection on each side, from inside the window: what cv2.copyMakeBorder pads (30x
+        # faster than indexing); bool arrays travel as uint8
+        inner = np.ascontiguousarray(array[ya:yb, xa:xb])
+        padded = cv2.copyMakeBorder(inner.view(np.uint8) if inner.dtype == bool else inner,
+                                    top, bottom, left, right, cv2.BORDER_REFLECT_101)
+        return padded.view(bool) if inner.dtype == bool else padded
     return array[_reflect_101(np.arange(y, y + height), rows)][:, _reflect_101(np.arange(x, x + width), cols)]
 
 
