@@ -50,6 +50,7 @@ def literal(cell: str):
 
 
 def main() -> int:
+    import click
     from click.testing import CliRunner
 
     from hisyngen.cli import cli
@@ -67,8 +68,9 @@ def main() -> int:
     def params(func) -> dict:
         return {k: p.default for k, p in inspect.signature(func).parameters.items()}
 
-    def option_defaults(command: str) -> dict:
-        return {p.name: p.default for p in cli.commands[command].params}
+    def option_defaults(command: str) -> dict:  # as the command resolves them (some are read from the library)
+        ctx = click.Context(cli.commands[command])
+        return {p.name: p.get_default(ctx) for p in cli.commands[command].params}
 
     build = yaml.safe_load(CliRunner().invoke(cli, ["build", "--print-config"]).output)
 
