@@ -86,7 +86,7 @@ def choose_train_commands(has_cuda: bool, pretrained_cached: bool, paper_config:
 def paper_config(dataset: str) -> Path:
     """The paper's R50-D8 config of a built-in dataset; a custom one gets BCSS-WSSS's (fitted to the
     export's classes by ``hisyngen train``)."""
-    from hisyngen.configs import mmseg_config_path
+    from hisyngen.mmseg_launch import mmseg_config_path
     from hisyngen.errors import HisynError
 
     try:
@@ -124,7 +124,7 @@ def pretrained_available(config: Path) -> bool:
 
     if missing_openmmlab():
         return False
-    from hisyngen.configs import load_mmseg_config
+    from hisyngen.mmseg_launch import load_mmseg_config
 
     path = pretrained_file(load_mmseg_config(config).model.get("pretrained"))
     return path is None or path.is_file()

@@ -3,7 +3,7 @@
 #
 #   hisyngen train bcss-wsss --data-root EXPORT_DIR            (or the stock tools/train.py, README)
 _base_ = ['./_base_/hisynseg_paper.py']
-from hisyngen.configs import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
+from hisyngen.mmseg_launch import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
 from hisyngen.spec import get_spec  # noqa: E402  (class count: the one place is hisyngen.spec)
 
 num_classes = get_spec('bcss-wsss').num_classes

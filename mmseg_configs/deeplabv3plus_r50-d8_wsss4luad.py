@@ -6,7 +6,7 @@
 #   hisyngen train wsss4luad --data-root EXPORT_DIR
 #   hisyngen test wsss4luad work_dirs/deeplabv3plus_r50-d8_wsss4luad/best_mIoU_iter_N.pth --data-root EXPORT_DIR --tta
 _base_ = ['./_base_/hisynseg_paper.py']
-from hisyngen.configs import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
+from hisyngen.mmseg_launch import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
 from hisyngen.spec import get_spec  # noqa: E402  (class count: the one place is hisyngen.spec)
 
 num_classes = get_spec('wsss4luad').num_classes

@@ -3,7 +3,8 @@ import sys
 import numpy as np
 import pytest
 
-from hisyngen.demo import DemoSize, clear_checkpoints, compose, present_classes, write_demo_source
+from hisyngen.demo_training import clear_checkpoints
+from hisyngen.sources.demo import DemoSize, compose, present_classes, write_demo_source
 from hisyngen.errors import HisynError
 from hisyngen.imageio import read_mask, read_rgb
 from hisyngen.sources import open_source
@@ -124,10 +125,10 @@ def test_a_demo_source_is_reused_only_for_its_own_seed(tmp_path):
 def test_the_printed_train_hint_keeps_a_non_default_seed(tmp_path, monkeypatch, capsys):
     import importlib
 
-    import hisyngen.demo
+    import hisyngen.sources.demo
 
     cli_build = importlib.import_module("hisyngen.cli.build")  # the attribute hisyngen.cli.build is the command
-    monkeypatch.setattr(hisyngen.demo, "write_demo_source", lambda root, seed, sizes: root)
+    monkeypatch.setattr(hisyngen.sources.demo, "write_demo_source", lambda root, seed, sizes: root)
     monkeypatch.setattr(cli_build, "run_build", lambda *args, **kwargs: {"strategies": {}})
     for seed, hint in ((3, f"hisyngen demo --out {tmp_path} --seed 3 --train"),
                        (0, f"hisyngen demo --out {tmp_path} --train")):
@@ -139,16 +140,17 @@ def test_demo_json_carries_an_undefined_iou_as_null(tmp_path, monkeypatch, capsy
     import importlib
     import json
 
-    import hisyngen.demo
+    import hisyngen.demo_training
     import hisyngen.extras
+    import hisyngen.sources.demo
 
     cli_build = importlib.import_module("hisyngen.cli.build")
     monkeypatch.setattr(hisyngen.extras, "require_openmmlab", lambda what: None)
-    monkeypatch.setattr(hisyngen.demo, "write_demo_source", lambda root, seed, sizes: root)
+    monkeypatch.setattr(hisyngen.sources.demo, "write_demo_source", lambda root, seed, sizes: root)
     monkeypatch.setattr(cli_build, "run_build", lambda *args, **kwargs: {"strategies": {}})
     # NEC in neither the ground truth nor the prediction of the test masks: its IoU is 0/0
     scores = {"mIoU": 50.0, "IoU": {"TUM": 50.0, "NEC": float("nan")}}
-    monkeypatch.setattr(hisyngen.demo, "train_demo", lambda *args, **kwargs: scores)
+    monkeypatch.setattr(hisyngen.demo_training, "train_demo", lambda *args, **kwargs: scores)
     cli_build.run_demo(tmp_path, train=True, as_json=True)
 
     def refuse(constant):

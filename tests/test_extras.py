@@ -24,7 +24,8 @@ BLOCKED = textwrap.dedent('''
     sys.meta_path.insert(0, NotInstalled())
     from click.testing import CliRunner
 
-    import hisyngen.cli, hisyngen.build.stages, hisyngen.build.report, hisyngen.demo, hisyngen.export, hisyngen.export.push
+    import hisyngen.cli, hisyngen.build.stages, hisyngen.build.report, hisyngen.demo_training, hisyngen.export
+    import hisyngen.export.push, hisyngen.sources.demo
     import hisyngen.filtering.filter, hisyngen.filtering.realism, hisyngen.filtering.train
     at_import = list(attempts)
     out = {"at_import": at_import}

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmseg.structures import SegDataSample
 
 import hisyngen.mmseg  # noqa: F401  (compat + registration)
-from hisyngen.configs import (data_root_options, iterations_for_epochs, mmseg_config_path, packaged_configs,
+from hisyngen.mmseg_launch import (data_root_options, iterations_for_epochs, mmseg_config_path, packaged_configs,
                               stock_tool, tool_command)
 from hisyngen.errors import HisynError
 from hisyngen.mmseg import compat
@@ -141,7 +141,7 @@ def _top_level_base(path):
 def test_paper_model_inherits_mmseg_stock_deeplabv3plus():
     import mmseg
 
-    from hisyngen.configs import CONFIG_DIR
+    from hisyngen.mmseg_launch import CONFIG_DIR
 
     assert f"mmseg::{STOCK_MODEL}" in _top_level_base(CONFIG_DIR / "_base_" / "hisynseg_deeplabv3plus_r50-d8.py")
     stock = Config.fromfile(str(Path(mmseg.__file__).parent / ".mim" / "configs" / STOCK_MODEL)).model
@@ -158,7 +158,7 @@ def test_dataset_configs_share_one_base(tmp_path):
     import ast
     import shutil
 
-    from hisyngen.configs import CONFIG_DIR
+    from hisyngen.mmseg_launch import CONFIG_DIR
 
     copy = shutil.copytree(CONFIG_DIR, tmp_path / "configs")
     with open(copy / "_base_" / "hisynseg_paper.py", "a") as handle:  # one change in the shared base...
@@ -225,7 +225,7 @@ def test_cli_reports_user_errors_on_one_line(tmp_path):
 def test_train_plan_follows_the_export_size_classes_and_gpus(tmp_path):
     from pathlib import Path
 
-    from hisyngen.configs import (config_with, export_options, load_mmseg_config, schedule_options,
+    from hisyngen.mmseg_launch import (config_with, export_options, load_mmseg_config, schedule_options,
                                   user_cfg_options, with_options)
     from hisyngen.spec import WSSS4LUAD
 

@@ -78,7 +78,7 @@ def test_metainfo_from_cfg_options_reaches_the_dataset(tiny_export):
     from mmengine.config import Config
     from mmseg.registry import DATASETS
 
-    from hisyngen.configs import mmseg_config_path
+    from hisyngen.mmseg_launch import mmseg_config_path
 
     cfg = Config.fromfile(mmseg_config_path("smoke"), import_custom_modules=False)
     cfg.merge_from_dict({"val_dataloader.dataset.data_root": str(tiny_export),

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from hisyngen.configs import data_root_options, mmseg_config_path, stock_tool
+from hisyngen.mmseg_launch import data_root_options, mmseg_config_path, stock_tool
 from hisyngen.imageio import read_mask, read_rgb
 from mmseg_fixtures import mmseg_export  # noqa: F401  (pytest fixture)
 

@@ -69,7 +69,7 @@ def log(message: str) -> None:
 def prepare_source(args: argparse.Namespace, work: Path) -> Any:
     """The training source (the given one, or weak patches cut from its annotated split)."""
     from hisyngen.sources import open_source
-    from hisyngen.weak_patches import make_weak_patches
+    from hisyngen.sources.weak_patches import make_weak_patches
 
     source = open_source(args.source)
     if not args.weak_from:
@@ -149,7 +149,7 @@ def export_variant(source: Any, variant: str, corpora: dict[str, Path], work: Pa
 
 def train_command(variant: str, export: Path, run_dir: Path, args: argparse.Namespace, seed: int,
                   num_classes: int) -> list[str]:
-    from hisyngen.configs import data_root_options, mmseg_config_path, precision_options, stock_tool
+    from hisyngen.mmseg_launch import data_root_options, mmseg_config_path, precision_options, stock_tool
 
     crop = args.crop
     # --crop-mode window: RandomResizedCrop keeps the tissue's scale, a crop smaller than the images

@@ -82,7 +82,7 @@ def run_case(name: str, data_root: str, precision: str) -> dict:
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    from hisyngen.configs import BF16_OPTIM_WRAPPER, data_root_options, mmseg_config_path
+    from hisyngen.mmseg_launch import BF16_OPTIM_WRAPPER, data_root_options, mmseg_config_path
 
     config, device, n_syn, n_real, crop, warmup, timed = CASES[name]
     if device == "cpu":

@@ -13,7 +13,7 @@ import argparse
 import json
 
 from hisyngen.sources import open_source
-from hisyngen.weak_patches import make_weak_patches
+from hisyngen.sources.weak_patches import make_weak_patches
 
 
 def main() -> None:

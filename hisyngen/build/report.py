@@ -19,7 +19,7 @@ def train_commands(dataset: str, export_dir: Path, work_root: Path) -> dict[str,
     class count, iterations for the config's epochs on its number of synthetic images, no pretrained
     weights when they are not cached); None without the OpenMMLab extra.
     """
-    from hisyngen.configs import export_options, load_mmseg_config, schedule_options, stock_tool
+    from hisyngen.mmseg_launch import export_options, load_mmseg_config, schedule_options, stock_tool
     from hisyngen.extras import missing_openmmlab
     from hisyngen.train_plan import machine_train_commands, paper_config
 

@@ -137,10 +137,11 @@ def run_demo(out: str | Path, *, seed: int = DEMO_SEED, workers: int | None = No
              quiet: bool = False, as_json: bool = False, train: bool = False, sizes: Any = None,
              settings: dict | None = None, train_args: Sequence[str] = ()) -> dict:
     """``hisyngen demo``: the demo source, its build and, with ``train``, the printed CPU command run and
-    evaluated (:func:`hisyngen.demo.train_demo`). ``sizes`` (a :class:`hisyngen.demo.DemoSize`),
+    evaluated (:func:`hisyngen.demo_training.train_demo`). ``sizes`` (a :class:`hisyngen.sources.demo.DemoSize`),
     ``settings`` (instead of :data:`DEMO_SETTINGS`) and ``train_args`` (appended to the command) make
     the smaller runs of the tests."""
-    from hisyngen.demo import DemoSize, render_training, train_demo, write_demo_source
+    from hisyngen.demo_training import render_training, train_demo
+    from hisyngen.sources.demo import DemoSize, write_demo_source
     from hisyngen.extras import require_openmmlab
 
     if train:  # before minutes of building

@@ -36,7 +36,7 @@ def _trust_option(func: Callable) -> Callable:
 
 
 def _env(trust_checkpoint: bool) -> dict[str, str]:
-    from hisyngen.configs import TRUST_CHECKPOINTS_ENV
+    from hisyngen.mmseg_launch import TRUST_CHECKPOINTS_ENV
 
     return {**os.environ, TRUST_CHECKPOINTS_ENV: "1"} if trust_checkpoint else dict(os.environ)
 
@@ -77,7 +77,7 @@ def train(config: str, data_root: str | None, gpus: int, no_pretrained: bool, pr
       hisyngen train bcss-wsss --data-root out/bcss-mmseg --gpus 4 --resume
     """
     require_openmmlab("hisyngen train")  # before mmengine parses the config: one line, not a traceback
-    from hisyngen.configs import (config_with, export_options, mmseg_config_path, precision_options,
+    from hisyngen.mmseg_launch import (config_with, export_options, mmseg_config_path, precision_options,
                                   schedule_options, tool_command, train_precision, user_cfg_options, validation_options,
                                   with_options)
 
@@ -129,7 +129,7 @@ def test(config: str, checkpoint: str, data_root: str | None, gpus: int, trust_c
       hisyngen test wsss4luad runs/wsss/best_mIoU_iter_13500.pth --data-root out/wsss-mmseg --tta
     """
     require_openmmlab("hisyngen test")
-    from hisyngen.configs import (config_with, export_options, mmseg_config_path, require_masks, tool_command,
+    from hisyngen.mmseg_launch import (config_with, export_options, mmseg_config_path, require_masks, tool_command,
                                   user_cfg_options, with_options)
 
     path = mmseg_config_path(config)
@@ -167,7 +167,7 @@ def pseudo_label(config: str, checkpoint: str, export_dir: str, device: str | No
       hisyngen train bcss-wsss_stage2 --data-root out/bcss-mmseg
     """
     require_openmmlab("hisyngen pseudo-label")
-    from hisyngen.configs import TRUST_CHECKPOINTS_ENV, mmseg_config_path
+    from hisyngen.mmseg_launch import TRUST_CHECKPOINTS_ENV, mmseg_config_path
 
     path = mmseg_config_path(config)
     if trust_checkpoint:

@@ -55,7 +55,7 @@ import sys
 import types
 from typing import Any, Callable
 
-from hisyngen.configs import BF16_OPTIM_WRAPPER, TRUST_CHECKPOINTS_ENV as TRUST_ENV
+from hisyngen.mmseg_launch import BF16_OPTIM_WRAPPER, TRUST_CHECKPOINTS_ENV as TRUST_ENV
 from hisyngen.errors import HisynError
 from hisyngen.extras import open_mmlab_url
 

@@ -4,7 +4,7 @@
 # synthetic image count and epochs, and points the model, dataloaders and schedule at them.
 #
 # Epochs -> iterations (see hisynseg_schedule.py): an epoch is one pass over the synthetic images,
-#     iters_per_epoch = ceil(num_synthetic / synthetic_per_step)    (hisyngen.configs.iterations_for_epochs)
+#     iters_per_epoch = ceil(num_synthetic / synthetic_per_step)    (hisyngen.mmseg_launch.iterations_for_epochs)
 # `hisyngen train` recomputes the iterations for the export it trains on; with the stock train.py on
 # another export size set train_cfg.max_iters, train_cfg.val_interval and default_hooks.checkpoint.interval.
 _base_ = ['./hisynseg_runtime.py', './hisynseg_deeplabv3plus_r50-d8.py', './hisynseg_data.py',

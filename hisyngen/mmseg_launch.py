@@ -1,4 +1,7 @@
-"""Where hisyngen's MMSegmentation configs and mmseg's stock scripts live (no heavy imports).
+"""Launching MMSegmentation's stock tools on hisyngen's configs (no heavy imports): where the configs
+and scripts live, the training precision, epochs -> iterations, and the ``--cfg-options`` and argv
+that ``hisyngen train``/``test``, the paper configs and the benchmarks run them with. (The plugin
+those configs import is :mod:`hisyngen.mmseg`; the build's own settings are :mod:`hisyngen.build.config`.)
 
 The configs ship inside the package (``hisyngen/mmseg_configs``, a symlink to the repository's
 top-level ``mmseg_configs/`` that setuptools copies into wheels); the stock ``tools/train.py`` and
