@@ -13,6 +13,10 @@ temporary names and renamed; its manifest part is written (atomically) only afte
 a chunk is done iff its part exists and an interrupted run resumes by redoing unfinished chunks.
 Sample i's generator derives from (seed, strategy, i) alone, so the bytes do not depend on the
 number of workers or shards.
+
+The format and read access are in :mod:`hisyngen.corpus_format`, the worker processes in
+:mod:`hisyngen.corpus_pool`; their names are importable from here, where the rest of the package
+and the Python API look for them.
 """
 
 from __future__ import annotations
@@ -23,169 +27,17 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
+from hisyngen.corpus_format import Corpus, CorpusConfig, sample_row
+from hisyngen.corpus_pool import CandidateStream, run_chunks  # noqa: F401  (CandidateStream: re-exported for the filter)
 from hisyngen.errors import HisynError
 from hisyngen.imageio import atomic_write_bytes, atomic_write_text, encode_mask_png, encode_rgb_png
-from hisyngen.safety import check_sample_id, has_marker, locks_output, user_entries, write_marker
+from hisyngen.safety import has_marker, locks_output, user_entries, write_marker
 from hisyngen.spec import DatasetSpec
 
-FORMAT = "hisyngen-corpus"
-VERSION = 1
 CHUNK_SIZE = 64
-
-
-def sample_id(strategy: str, seed: int, index: int, stream: str = "corpus") -> str:
-    """File stem of a sample: unique across strategies, seeds and streams, sortable by index."""
-    prefix = strategy if stream == "corpus" else f"{strategy}-{stream}"
-    return f"{prefix}-s{seed}-{index:06d}"
-
-
-@dataclass
-class CorpusConfig:
-    """The identity of a corpus: two runs with equal configs produce identical files."""
-
-    strategy: str
-    params: dict[str, Any]
-    seed: int
-    count: int
-    spec: dict[str, Any]
-    source: dict[str, Any]
-    """``{"root": str, "fingerprint": str}``; only the fingerprint identifies the data."""
-    shard: dict[str, int] | None = None
-    filter: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "strategy": self.strategy, "params": self.params,
-                "seed": self.seed, "count": self.count, "spec": self.spec, "source": self.source,
-                "shard": self.shard, "filter": self.filter}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str) -> "CorpusConfig":
-        if data.get("format") != FORMAT:
-            raise HisynError(f"{origin} is not a hisyngen corpus configuration")
-        if data.get("version") != VERSION:
-            raise HisynError(f"{origin}: corpus format version {data.get('version')} is not supported (need {VERSION})")
-        return cls(**{k: data.get(k) for k in ("strategy", "params", "seed", "count", "spec", "source", "shard", "filter")})
-
-    def identity(self) -> dict[str, Any]:
-        """What must match for two folders to hold (parts of) the same corpus (a filtered corpus'
-        ``stats`` describe the finished run, not its identity)."""
-        filter_identity = None if self.filter is None else {k: v for k, v in self.filter.items() if k != "stats"}
-        return {"strategy": self.strategy, "params": self.params, "seed": self.seed, "count": self.count,
-                "spec": self.spec, "fingerprint": self.source.get("fingerprint"), "filter": filter_identity}
-
-    def differences(self, other: "CorpusConfig") -> list[str]:
-        mine, theirs = self.identity(), other.identity()
-        found = []
-        for key in mine:
-            a, b = mine[key], theirs[key]
-            if a == b:
-                continue
-            if isinstance(a, dict) and isinstance(b, dict):  # name the entries that differ, not a cut-off dict
-                found += [f"{key}.{k}: {_short(a.get(k))} vs {_short(b.get(k))}" for k in sorted({*a, *b}, key=str)
-                          if a.get(k) != b.get(k)]
-            else:
-                found.append(f"{key}: {_short(a)} vs {_short(b)}")
-        return found
-
-    @classmethod
-    def for_run(cls, source: Any, strategy: Any, seed: int, count: int, shard: tuple[int, int] | None = None,
-                filter: dict[str, Any] | None = None) -> "CorpusConfig":
-        """The configuration of generating ``count`` samples of ``strategy`` from ``source``."""
-        singles = [r for r in source.train if r.is_single_tissue]
-        return cls(strategy=strategy.name, params=strategy.params(), seed=seed, count=count,
-                   spec=source.spec.to_dict(),
-                   source={"root": str(Path(source.root).resolve()),
-                           "fingerprint": source.fingerprint(singles, with_mtime=False)},
-                   shard=None if shard is None else {"index": shard[0], "count": shard[1]}, filter=filter)
-
-    def index_range(self) -> range:
-        """The sample indices this folder is responsible for (its shard, or all)."""
-        if self.shard is None:
-            return range(self.count)
-        i, n = self.shard["index"], self.shard["count"]
-        return range(i * self.count // n, (i + 1) * self.count // n)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class Corpus:
-    """Read access to a corpus folder."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        config_path = self.folder / "corpus.json"
-        if not config_path.is_file():
-            raise HisynError(f"{self.folder} is not a hisyngen corpus (no corpus.json)")
-        try:
-            data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise HisynError(f"{config_path}: not valid JSON ({exc.msg})") from None
-        self.config = CorpusConfig.from_dict(data, str(config_path))
-        self.spec = DatasetSpec.from_dict(self.config.spec, origin=str(config_path))
-
-    @property
-    def complete(self) -> bool:
-        return (self.folder / "manifest.jsonl").is_file()
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Manifest rows in index order, streamed (a complete corpus only)."""
-        if not self.complete:
-            raise HisynError(f"{self.folder} is incomplete (no manifest.jsonl): rerun the command that made it to finish it")
-        manifest = self.folder / "manifest.jsonl"
-        with open(manifest, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    yield self._checked_row(line, f"{manifest}:{number}")
-
-    def _checked_row(self, line: str, where: str) -> dict[str, Any]:
-        """One manifest row, refused with a one-line error when it lacks what readers rely on."""
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HisynError(f"{where}: not valid JSON ({exc.msg}); the manifest is damaged") from None
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
-            raise HisynError(f"{where}: a manifest row needs a sample \"id\"")
-        check_sample_id(row["id"], where)  # it names images/<id>.png: never a path out of the corpus
-        labels = row.get("labels")
-        if (not isinstance(labels, list) or len(labels) != self.spec.num_classes
-                or any(v not in (0, 1) or isinstance(v, bool) for v in labels)):
-            raise HisynError(f"{where}: \"labels\" must be {self.spec.num_classes} values of 0/1 "
-                             f"(one per class of {self.spec.name}), got {labels!r}")
-        return row
-
-    def __len__(self) -> int:
-        with open(self.folder / "manifest.jsonl", "rb") as handle:
-            return sum(1 for line in handle if line.strip())
-
-    def image_path(self, row: dict[str, Any]) -> Path:
-        return self.folder / "images" / f"{row['id']}.png"
-
-    def mask_path(self, row: dict[str, Any]) -> Path:
-        return self.folder / "masks" / f"{row['id']}.png"
-
-
-def sample_row(sample: Any, *, strategy: str, seed: int, index: int, source_ids: list[str], num_classes: int,
-               stream: str = "corpus") -> dict[str, Any]:
-    """The manifest row of a generated sample (docs/formats.md)."""
-    counts = sample.class_pixels(num_classes)
-    total = float(sample.mask.size)
-    return {
-        "id": sample_id(strategy, seed, index, stream),
-        "index": index,
-        "strategy": strategy,
-        "seed": seed,
-        "labels": [int(c > 0) for c in counts[:num_classes]],
-        "fractions": [round(int(c) / total, 6) for c in counts[:num_classes]],
-        "ignore_fraction": round(int(counts[num_classes]) / total, 6),
-        "sources": [source_ids[i] for i in sample.sources],
-        "geometry": sample.geometry,
-    }
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -324,125 +176,6 @@ class SampleWriter:
     def candidates(self, batch: tuple[int, int]) -> list[tuple[Any, dict[str, Any]]]:
         """(image, manifest row) of samples [start, stop) of the stream, written nowhere (to be scored)."""
         return [(sample.image, row) for sample, row in (self.generate(i) for i in range(*batch))]
-
-
-_WORKER: SampleWriter | None = None
-
-
-def init_worker_process() -> None:
-    """Settings of a generation worker process: parallelism comes from the processes themselves.
-
-    A worker also exits when its parent dies: after a ``kill -9`` of the command, orphans would
-    live on (and could still be writing into the folder a rerun resumes).
-    """
-    import threading
-
-    import cv2
-
-    cv2.setNumThreads(1)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
-
-
-def _init_worker(*args: Any) -> None:
-    global _WORKER
-    init_worker_process()
-    _WORKER = SampleWriter(*args)
-
-
-def _worker_write_chunk(chunk: tuple[int, int]) -> int:
-    assert _WORKER is not None
-    return _WORKER.write_chunk(chunk)
-
-
-def _worker_candidates(batch: tuple[int, int]) -> list[tuple[Any, dict[str, Any]]]:
-    assert _WORKER is not None
-    return _WORKER.candidates(batch)
-
-
-WORKER_DIED = ("a worker process died (killed, or out of memory); the finished work is kept: "
-               "rerun the same command to resume")
-
-
-def _writer_pool(workers: int, writer_args: tuple) -> Any:
-    """``workers`` spawned processes, each holding a SampleWriter(*writer_args)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn: safe with torch/OpenMP already initialised in the parent (fork is not), same on every OS.
-    # ProcessPoolExecutor, unlike multiprocessing.Pool, reports a dead worker instead of hanging.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=writer_args)
-
-
-class CandidateStream:
-    """Batches of generated (image, row) candidates of a stream, in index order: produced ahead of
-    the consumer by ``workers`` processes (at most ``prefetch`` batches in flight), or in-process
-    when ``workers`` is 0. ``batches`` yields one list per (start, stop) range."""
-
-    def __init__(self, writer_args: tuple, workers: int, prefetch: int) -> None:
-        self.prefetch = max(1, prefetch)
-        self.local = SampleWriter(*writer_args) if workers <= 0 else None
-        self.pool = _writer_pool(workers, writer_args) if workers > 0 else None
-
-    def batches(self, ranges: Iterator[tuple[int, int]]) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
-        from collections import deque
-        from concurrent.futures.process import BrokenProcessPool
-
-        if self.local is not None:
-            for batch in ranges:
-                yield self.local.candidates(batch)
-            return
-        pending: deque = deque()
-        ranges = iter(ranges)
-        while True:
-            while len(pending) < self.prefetch:
-                batch = next(ranges, None)
-                if batch is None:
-                    break
-                pending.append(self.pool.submit(_worker_candidates, batch))
-            if not pending:
-                return
-            try:
-                yield pending.popleft().result()
-            except BrokenProcessPool:
-                raise HisynError(WORKER_DIED) from None
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def run_chunks(
-    chunks: list[tuple[int, int]],
-    writer_args: tuple,
-    workers: int,
-    on_done: Callable[[int], None],
-) -> None:
-    """Write ``chunks`` in-process (1 worker) or in a spawned process pool; ``on_done(n)`` per chunk."""
-    if workers <= 1 or len(chunks) <= 1:
-        writer = SampleWriter(*writer_args)
-        for chunk in chunks:
-            on_done(writer.write_chunk(chunk))
-        return
-    from concurrent.futures import as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    pool = _writer_pool(min(workers, len(chunks)), writer_args)
-    try:
-        futures = [pool.submit(_worker_write_chunk, chunk) for chunk in chunks]
-        for future in as_completed(futures):
-            on_done(future.result())
-    except BrokenProcessPool:
-        raise HisynError(WORKER_DIED) from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
