@@ -55,6 +55,7 @@ BF16_OPTIM_WRAPPER = "BF16OptimWrapper"
 
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 """``hisyngen train --precision``: auto is bf16 where the hardware computes it natively."""
+DEFAULT_TRAIN_PRECISION = "auto"
 
 
 def train_precision(requested: str, device: str | None = None) -> tuple[str, str]:
@@ -101,6 +102,22 @@ def iterations_for_epochs(num_synthetic: int, synthetic_per_step: int, epochs: f
         raise HisynError("epochs, synthetic images and synthetic images per step must be positive")
     per_epoch = -(-num_synthetic // synthetic_per_step)
     return int(round(epochs * per_epoch)), per_epoch
+
+
+def paper_dataset_config(num_classes: int, data_root: str, num_synthetic: int, synthetic_per_step: int,
+                         epochs: int) -> dict:
+    """What a paper dataset config (``mmseg_configs/deeplabv3plus_r50-d8_<dataset>.py``) derives
+    from its stanza: the head's class count, the export in the three dataloaders, and the schedule
+    (``epochs`` x iters_per_epoch, validation and checkpoint once per epoch). An mmengine base cannot
+    read a child's values, so each config merges this into its own names (``globals().update``)."""
+    iters_per_epoch = iterations_for_epochs(num_synthetic, synthetic_per_step, epochs)[1]
+    return dict(
+        iters_per_epoch=iters_per_epoch,
+        model=dict(decode_head=dict(num_classes=num_classes)),
+        **{loader: dict(dataset=dict(data_root=data_root))
+           for loader in ("train_dataloader", "val_dataloader", "test_dataloader")},
+        train_cfg=dict(max_iters=epochs * iters_per_epoch, val_interval=iters_per_epoch),
+        default_hooks=dict(checkpoint=dict(interval=iters_per_epoch)))
 
 
 def data_root_options(data_root: str | Path) -> list[str]:

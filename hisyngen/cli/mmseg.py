@@ -16,6 +16,7 @@ import click
 
 from hisyngen.errors import HisynError
 from hisyngen.extras import require_openmmlab
+from hisyngen.mmseg_launch import DEFAULT_TRAIN_PRECISION, TRAIN_PRECISIONS
 
 PASSTHROUGH = dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=["-h", "--help"])
 
@@ -57,7 +58,7 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Passes over the export's synthetic images (sets max_iters and the val/checkpoint interval) "
                    "[default: the paper configs' own epochs, on this export's size].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=DEFAULT_TRAIN_PRECISION, show_default=True,
               help="bf16: bf16 autocast over float32 weights (BF16OptimWrapper). auto: bf16 on a CPU with "
                    "AMX/AVX-512-BF16 or a CUDA device with native bf16, else fp32.")
 @_trust_option

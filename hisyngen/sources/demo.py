@@ -67,7 +67,7 @@ def _nuclei(image: np.ndarray, rng: np.random.Generator, count: int, radius: tup
         cv2.ellipse(image, centre, axes, theta, 0, 360, tuple(float(v) for v in tone), -1, cv2.LINE_AA)
 
 
-def tissue_texture(cls: int, rng: np.random.Generator, size: int = 224) -> np.ndarray:
+def tissue_texture(cls: int, rng: np.random.Generator, size: int) -> np.ndarray:
     """RGB float32 texture of one BCSS-WSSS class (0 TUM, 1 STR, 2 LYM, 3 NEC)."""
     if cls == 0:  # tumour
         image = _base(rng, size, (205, 150, 205), 0.18)
@@ -95,7 +95,7 @@ def tissue_texture(cls: int, rng: np.random.Generator, size: int = 224) -> np.nd
     return image
 
 
-def compose(classes: list[int], rng: np.random.Generator, size: int = 224, white: bool = False
+def compose(classes: list[int], rng: np.random.Generator, size: int, white: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
     """An image made of ``classes`` in organic regions (optionally with white background) and its mask."""
     fields = np.stack([smooth_field(rng, size, 3) for _ in classes])
