@@ -63,8 +63,19 @@ def window_counts(inside: np.ndarray, px: int) -> np.ndarray:
 
 def seam_band(inside: np.ndarray, reach: int) -> np.ndarray:
     """Boolean: the pixels within ``reach`` of ``inside``'s border, on both sides."""
+    band = np.zeros(inside.shape, bool)
+    window = border_window(inside, reach)
+    if window is not None:
+        band[window] = _window_band(np.ascontiguousarray(inside[window]), reach)[1]
+    return band
+
+
+def _window_band(inside: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """(window counts, band) of a :func:`border_window` of ``inside``: beyond the window's sides
+    inside the image there is nothing inside within reach + 1, so replicating them (all outside)
+    counts what the whole image counts, at a fraction of the pixels."""
     counts = window_counts(inside, reach)
-    return (counts > 0) & (counts < (2 * reach + 1) ** 2)
+    return counts, (counts > 0) & (counts < (2 * reach + 1) ** 2)
 
 
 def feather_inside(image: np.ndarray, inside: np.ndarray, foreground: np.ndarray, background: np.ndarray,
@@ -72,17 +83,23 @@ def feather_inside(image: np.ndarray, inside: np.ndarray, foreground: np.ndarray
     """Cross-fade the hard-cut ``image`` (``foreground`` where ``inside``, else ``background``; all
     C-contiguous, the same size) over ``px`` pixels on both sides of the border, in place.
 
-    Works on the band's pixels alone, by flat index: whole-image float arithmetic costs more than
-    the rest of a Bezier sample."""
-    counts = window_counts(inside, px)
-    area = (2 * px + 1) ** 2
-    where = np.flatnonzero((counts > 0) & (counts < area))
-    if not len(where):
+    Works on the band's pixels alone, by flat index, found within :func:`border_window`:
+    whole-image float arithmetic costs more than the rest of a Bezier sample."""
+    window = border_window(inside, px)
+    if window is None:
         return
-    weight = np.take(counts, where).astype(np.float32) * np.float32(1.0 / area)
+    sub = np.ascontiguousarray(inside[window])
+    counts, band = _window_band(sub, px)
+    local = np.flatnonzero(band)
+    if not len(local):
+        return
+    rows, cols = np.divmod(local, sub.shape[1])
+    where = (rows + window[0].start) * inside.shape[1] + (cols + window[1].start)
+    area = (2 * px + 1) ** 2
+    weight = np.take(counts, local).astype(np.float32) * np.float32(1.0 / area)
     # Strictly more than half for the pixel's own side, also at a tip that holds less of the window.
     dominant = np.float32(0.5 + 0.5 / area)
-    weight = np.where(np.take(inside, where), np.maximum(weight, dominant), np.minimum(weight, 1 - dominant))
+    weight = np.where(np.take(sub, local), np.maximum(weight, dominant), np.minimum(weight, 1 - dominant))
     first = np.take(_pixels(background), where).view(np.uint8).reshape(-1, 3)
     second = np.take(_pixels(foreground), where).view(np.uint8).reshape(-1, 3)
     _pixels(image)[where] = mix(first, second, weight[:, None]).view(_PIXEL).ravel()
