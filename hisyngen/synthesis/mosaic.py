@@ -156,8 +156,11 @@ def render_grid(strategy: MixingStrategy, pool: Pool, tiles: list[Tile], size: i
                     stats = strategy.stain_stats(pool, entry)
                     if stats is not None:
                         background = reflect_window(pool.background(entry), *grown)
-                        tile = tile.copy()  # it may be the pool's own (read-only) array
-                        tile[window] = transfer(tile[window], background[window], stats, reference.stats)
+                        # blend_grid reads no layer pixel outside the region: leave the rest unset
+                        # (copying the whole tile first cost as much as its transfer)
+                        layer = np.empty_like(tile)
+                        layer[window] = transfer(tile[window], background[window], stats, reference.stats)
+                        tile = layer
         layers[row].append(tile)
     return blend_grid(layers, edges, edges, strategy.feather, region)
 
