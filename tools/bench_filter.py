@@ -66,7 +66,8 @@ def run_case(case: str, precision: str, batch: int = 64, size: int = 224, warmup
                     peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     from hisyngen.filtering.model import fold_batchnorm
-    from hisyngen.filtering.train import _random_flips, seeded_model
+    from hisyngen.filtering.loader import _random_flips
+    from hisyngen.filtering.train import seeded_model
     from hisyngen.precision import autocast
 
     torch.set_num_threads(1)

@@ -66,7 +66,7 @@ class Discriminator(nn.Module):
 
     Modules are named as in torchvision's ``resnet18`` (``conv1``, ``bn1``, ``layer1``..``layer4``,
     ``fc``), so its ImageNet checkpoint loads into everything but the 2-way ``fc``
-    (:func:`hisyngen.filtering.train.initial_weights`). Files with the version-1 names load too.
+    (:func:`hisyngen.filtering.checkpoint.initial_weights`). Files with the version-1 names load too.
     """
 
     def __init__(self) -> None:

@@ -64,7 +64,7 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, s
 @torch.inference_mode()
 def _features_and_probs(model, images: LabelledImages, batch_size: int, device: torch.device,
                         precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    from hisyngen.filtering.train import _loader
+    from hisyngen.filtering.loader import _loader
     from hisyngen.precision import autocast
 
     model.eval().to(device)

@@ -1,27 +1,32 @@
-"""Training, evaluating, saving and loading real-vs-synthetic discriminators (docs/method.md#discriminator)."""
+"""Training real-vs-synthetic discriminators (docs/method.md#discriminator).
+
+The batches and epoch order are in :mod:`hisyngen.filtering.loader`, held-out evaluation in
+:mod:`hisyngen.filtering.evaluate`, discriminator files in :mod:`hisyngen.filtering.checkpoint`; the
+names the filter, the tools and the tests import from here are re-exported.
+"""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from hisyngen.errors import HisynError, ImageReadError
+from hisyngen.errors import HisynError
+from hisyngen.filtering.checkpoint import (  # noqa: F401  (load_discriminator: re-exported)
+    file_sha256, initial_weights, load_discriminator, save_discriminator,
+)
 from hisyngen.filtering.data import ImageSet, LabelledImages, split_items
+from hisyngen.filtering.evaluate import binary_metrics, per_class_scores, predict
+from hisyngen.filtering.loader import _loader, _random_flips, balanced_order
 from hisyngen.filtering.model import REAL, Discriminator
 from hisyngen.precision import autocast, resolve_precision
-
-MODEL_FORMAT = "hisyngen-discriminator"
-MODEL_VERSION = 2
-"""2: parameters named as torchvision's resnet18; version 1 files (``stem``/``stages``/``head``) still load."""
 
 
 @dataclass
@@ -103,126 +108,12 @@ def seeded_model(seed: int) -> Discriminator:
         return Discriminator()
 
 
-def _listed(keys: list[str], limit: int = 6) -> str:
-    return f"{len(keys)} ({', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''})"
-
-
-def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The weights a discriminator starts from with ``--init-from``: every tensor of ``path`` but ``fc``.
-
-    ``path`` holds a state dict with torchvision's resnet18 names (its ImageNet checkpoint is one), on
-    its own or under ``state_dict`` (a hisyngen discriminator; version-1 names are mapped). It is read
-    with ``weights_only=True``: tensors and containers only, never code. The ``fc`` head is the
-    task's own (2 classes, not ImageNet's 1,000) and keeps its seeded initialisation; missing
-    ``num_batches_tracked`` counters are fine (torch fills them in; BatchNorm statistics are
-    recalibrated every epoch). Anything else missing, extra or of another shape is refused in one line.
-    """
-    from hisyngen.filtering.model import upgrade_state_dict
-
-    path = Path(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or one holding objects (refused: unpickling runs code)
-        raise HisynError(f"--init-from {path}: not a checkpoint torch.load(weights_only=True) reads "
-                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise HisynError(f"--init-from {path}: not a state dict of tensors (torchvision's resnet18 checkpoint is one)")
-    given = {k: v for k, v in upgrade_state_dict(data).items() if not k.startswith("fc.")}
-    wanted = {k: v for k, v in Discriminator().state_dict().items() if not k.startswith("fc.")}
-    missing = [k for k in wanted if k not in given and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in given if k not in wanted]
-    shapes = [f"{k} {tuple(given[k].shape)} there, {tuple(v.shape)} here" for k, v in wanted.items()
-              if k in given and given[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        problems = ([f"missing {_listed(missing)}"] if missing else []) + \
-                   ([f"unexpected {_listed(unexpected)}"] if unexpected else []) + \
-                   ([f"other shapes {_listed(shapes, 3)}"] if shapes else [])
-        raise HisynError(f"--init-from {path}: not ResNet-18 weights named as torchvision's resnet18: "
-                         f"{'; '.join(problems)}")
-    return given
-
-
 def initial_model(config: TrainConfig) -> Discriminator:
     """The discriminator before training: seeded, then ``config.init_from``'s weights where given."""
     model = seeded_model(config.seed)
     if config.init_from is not None:
         model.load_state_dict({**model.state_dict(), **initial_weights(config.init_from)})
     return model
-
-
-def _collate(batch: list[tuple[Any, int]]) -> tuple[torch.Tensor, torch.Tensor] | ImageReadError:
-    failed = next((b[0] for b in batch if isinstance(b[0], ImageReadError)), None)
-    if failed is not None:
-        return failed  # raised by _Batches in the main process
-    images = torch.from_numpy(np.stack([b[0] for b in batch]))
-    labels = torch.tensor([b[1] for b in batch], dtype=torch.long)
-    return images, labels
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-class _CatchUnreadable:
-    """The dataset, handing an unreadable image's ImageReadError back as the item instead of raising.
-
-    A DataLoader worker's exception reaches the main process rebuilt from its formatted traceback
-    (a multi-line RuntimeError for ours); returned as data, it arrives intact and one line long.
-    """
-
-    def __init__(self, dataset: LabelledImages) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, position: int) -> tuple[Any, int]:
-        try:
-            return self.dataset[position]
-        except ImageReadError as exc:
-            return exc, -1
-
-
-class _Batches:
-    """Iterates a DataLoader over :class:`_CatchUnreadable`, raising the errors it hands back."""
-
-    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in self.loader:
-            if isinstance(batch, ImageReadError):
-                raise batch
-            yield batch
-
-
-def _loader(dataset: LabelledImages, order: list[int], batch_size: int, num_workers: int,
-            training: bool = False) -> _Batches:
-    # BatchNorm cannot train on a batch of one image: drop a trailing singleton batch.
-    drop_last = training and len(order) % batch_size == 1
-    # Spawned, not forked, workers: a fork of a process that already runs threads (torch's, an HTTP
-    # client's) can deadlock in the child; spawning costs a second or two per loader.
-    return _Batches(torch.utils.data.DataLoader(
-        _CatchUnreadable(dataset), batch_size=batch_size, sampler=order, num_workers=num_workers, collate_fn=_collate,
-        worker_init_fn=_worker_init if num_workers else None, persistent_workers=False, drop_last=drop_last,
-        multiprocessing_context="spawn" if num_workers else None))
-
-
-def _random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Independent horizontal and vertical flips (p = 0.5 each) of uint8 NHWC images."""
-    horizontal = torch.rand(len(images), generator=generator) < 0.5
-    vertical = torch.rand(len(images), generator=generator) < 0.5
-    images = images.clone()
-    images[horizontal] = images[horizontal].flip(2)
-    images[vertical] = images[vertical].flip(1)
-    return images
 
 
 @torch.no_grad()
@@ -241,73 +132,6 @@ def recalibrate_batchnorm(model: Discriminator, dataset: LabelledImages, order: 
 
     with autocast(precision, device):
         update_bn(_loader(dataset, order[:max_images], batch_size, num_workers, training=True), model, device)
-
-
-@torch.inference_mode()
-def predict(model: Discriminator, dataset: LabelledImages, batch_size: int, device: torch.device,
-            num_workers: int = 0, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """(p_real, labels) for every item of ``dataset``, in order (``precision``: a resolved one)."""
-    model.eval()
-    probabilities, labels = [], []
-    for images, targets in _loader(dataset, list(range(len(dataset))), batch_size, num_workers):
-        with autocast(precision, device):
-            logits = model(images.to(device))
-        probabilities.append(torch.softmax(logits.float(), dim=1)[:, REAL].cpu().numpy())
-        labels.append(targets.numpy())
-    return np.concatenate(probabilities), np.concatenate(labels)
-
-
-def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 (positive = real) and ROC-AUC, as in the paper's Table V."""
-    from scipy.stats import rankdata
-
-    predicted = p_real > threshold
-    real = labels == REAL
-    tp, fp = int(np.sum(predicted & real)), int(np.sum(predicted & ~real))
-    tn, fn = int(np.sum(~predicted & ~real)), int(np.sum(~predicted & real))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    n_pos, n_neg = int(real.sum()), int((~real).sum())
-    if n_pos and n_neg:
-        ranks = rankdata(p_real)  # Mann-Whitney U with average ranks for ties
-        auc = float((ranks[real].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    else:
-        auc = float("nan")
-    return {"accuracy": (tp + tn) / len(labels) if len(labels) else float("nan"), "precision": precision,
-            "recall": recall, "f1": f1, "roc_auc": auc, "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn}}
-
-
-def balanced_order(labels: np.ndarray, rng: np.random.Generator, balanced: bool,
-                   weights: np.ndarray | None = None) -> list[int]:
-    """One epoch of training positions: a permutation, or a draw of the same length, balanced
-    between real and synthetic and/or following per-item ``weights``."""
-    two_kinds = len(np.unique(labels)) >= 2
-    if weights is None and (not balanced or not two_kinds):
-        return [int(i) for i in rng.permutation(len(labels))]
-    w = np.ones(len(labels)) if weights is None else np.asarray(weights, float).copy()
-    if balanced and two_kinds:
-        for kind in np.unique(labels):
-            w[labels == kind] /= w[labels == kind].sum()
-    return [int(i) for i in rng.choice(len(labels), size=len(labels), replace=True, p=w / w.sum())]
-
-
-def per_class_scores(p_real: np.ndarray, labels: np.ndarray, presence: np.ndarray | None) -> list[dict[str, Any]] | None:
-    """Per class: mean p_real of the held-out real and synthetic images that hold it (and how many).
-
-    A class whose real images also score low is one the discriminator has learnt as "synthetic".
-    """
-    if presence is None:
-        return None
-    out = []
-    for c in range(presence.shape[1]):
-        row: dict[str, Any] = {}
-        for name, kind in (("real", labels == REAL), ("synthetic", labels != REAL)):
-            chosen = kind & (presence[:, c] > 0)
-            row[name] = round(float(p_real[chosen].mean()), 4) if chosen.any() else None
-            row[f"n_{name}"] = int(chosen.sum())
-        out.append(row)
-    return out
 
 
 def fit(
@@ -412,69 +236,6 @@ def fit(
         "seconds": round(time.perf_counter() - started, 2),
     }
     return model, report
-
-
-def save_discriminator(path: str | Path, model: Discriminator, meta: dict[str, Any]) -> str:
-    """Save weights + metadata (strategy, classes, image size, metrics); returns the file's sha256."""
-    import io
-
-    from hisyngen.imageio import atomic_write_bytes
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Via a buffer: torch names the zip's top folder after the file, so equal weights saved under
-    # different names would differ in bytes.
-    buffer = io.BytesIO()
-    torch.save({"format": MODEL_FORMAT, "version": MODEL_VERSION, "meta": meta,
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return file_sha256(path)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_discriminator(path: str | Path, strategy: str | None = None, classes: tuple[str, ...] | None = None,
-                       params: dict[str, Any] | None = None) -> tuple[Discriminator, dict[str, Any]]:
-    """Load a saved discriminator; refuse one trained for another strategy, parameters or class list."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise HisynError(f"{path} does not exist (train one with `hisyngen filter-train`)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise HisynError(f"{path} is not a readable discriminator ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-        raise HisynError(f"{path} is not a hisyngen discriminator")
-    meta = data["meta"]
-    if strategy is not None and meta.get("strategy") != strategy:
-        raise HisynError(f"{path} was trained on {meta.get('strategy')} samples, not {strategy}: train one per strategy")
-    if classes is not None and tuple(meta.get("classes", ())) != tuple(classes):
-        raise HisynError(f"{path} was trained for classes {meta.get('classes')} ({len(meta.get('classes', []))}), "
-                         f"not {list(classes)} ({len(classes)})")
-    from hisyngen.synthesis.base import Strategy
-
-    trained = meta.get("strategy_params")
-    if trained is not None:  # models saved with every parameter: compare only those that shape samples
-        trained = {k: v for k, v in trained.items() if k not in Strategy.NOT_SAMPLE_PARAMS}
-    if params is not None and trained is not None and trained != params:
-        diffs = ", ".join(f"{k}={trained.get(k)!r} there, {params.get(k)!r} here"
-                          for k in sorted(set(trained) | set(params)) if trained.get(k) != params.get(k))
-        raise HisynError(f"{path} was trained on {meta.get('strategy')} samples with other parameters ({diffs}); "
-                         "train one for these parameters")
-    model = Discriminator()
-    try:
-        model.load_state_dict(data["state_dict"])  # version-1 names are mapped by the model's load hook
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise HisynError(f"{path} holds weights of another network ({' '.join(str(exc).split())[:300]})") from None
-    return model.eval(), meta
 
 
 def generated_presence(images: ImageSet, num_classes: int) -> tuple[tuple[int, ...], ...]:
