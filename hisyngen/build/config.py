@@ -152,6 +152,8 @@ class BuildConfig:
     stratify: bool = setting(Selection.stratify, "per-stratum quotas (dominant class + classes present): the kept "
                                                  "class mix is the unfiltered one")
     oversample: float = setting(Selection.oversample, "rank: candidates scored per kept sample")
+    match_area: bool = setting(Selection.match_area, "rank: the most realistic of each run of candidates with "
+                                                     "neighbouring class areas, so no class shrinks within a stratum")
     threshold: float = setting(Selection.threshold, "threshold: keep candidates with p_real above this")
     max_attempts: int | None = setting(None, f"threshold: candidates per strategy at most; null: {MAX_ATTEMPTS_DEFAULT}")
     filter_batch_size: int = setting(64)

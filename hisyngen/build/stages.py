@@ -230,7 +230,8 @@ class Build:
 
     def selection(self) -> Selection:
         c = self.config
-        return Selection(mode=c["selection"], stratify=c["stratify"], oversample=c["oversample"], threshold=c["threshold"])
+        return Selection(mode=c["selection"], stratify=c["stratify"], oversample=c["oversample"], threshold=c["threshold"],
+                         match_area=c["match_area"])
 
     def stage_corpus(self, name: str) -> dict[str, Any]:
         out = self.out / "corpora" / name

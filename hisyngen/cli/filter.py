@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hisyngen.cli.common import LibraryDefault, open_source_from_options, parameter_default, print_json, source_options
+from hisyngen.cli.common import LibraryDefault, library_default, open_source_from_options, print_json, source_options
 from hisyngen.cli.synth import STRATEGY_CHOICE, build_strategy, strategy_options
 from hisyngen.precision import PRECISIONS
 from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, MODES, Selection
@@ -13,36 +13,21 @@ from hisyngen.spec import PAPER_COUNT, PAPER_EPOCHS, PAPER_EPOCHS_BY_RUN
 
 # Defaults are read when a command runs or shows its help (hisyngen.cli.common.LibraryDefault):
 # the discriminator's from TrainConfig, the others from the API function the command calls.
-
-def _train_default(field: str):
-    """The default of the :class:`hisyngen.filtering.train.TrainConfig` field ``field``."""
-    def default():
-        from hisyngen.filtering.train import TrainConfig
-
-        return getattr(TrainConfig, field)  # a dataclass keeps a plain field's default as the class attribute
-    return default
-
-
-def _api_default(module: str, function: str, parameter: str):
-    """The default of ``parameter`` of ``module.function``."""
-    def default():
-        import importlib
-
-        return parameter_default(getattr(importlib.import_module(module), function), parameter)
-    return default
-
-
-def _train_option(*decls: str, field: str, **attrs):
-    return click.option(*decls, cls=LibraryDefault, default=_train_default(field), show_default=True, **attrs)
-
-
-def _api_option(*decls: str, api: tuple[str, str, str], **attrs):
-    return click.option(*decls, cls=LibraryDefault, default=_api_default(*api), show_default=True, **attrs)
-
-
+TRAIN_CONFIG = ("hisyngen.filtering.train", "TrainConfig")
 TRAIN_FILTER = ("hisyngen.filtering.train", "train_filter")
 FILTER_CORPUS = ("hisyngen.filtering.filter", "filter_corpus")
 REALISM_REPORT = ("hisyngen.filtering.realism", "realism_report")
+
+
+def _train_option(*decls: str, field: str, **attrs):
+    """An option whose default is the ``TrainConfig`` field ``field``."""
+    return click.option(*decls, cls=LibraryDefault, default=library_default(*TRAIN_CONFIG, field), show_default=True,
+                        **attrs)
+
+
+def _api_option(*decls: str, api: tuple[str, str, str], **attrs):
+    """An option whose default is the parameter ``api[2]`` of the function ``api[:2]``."""
+    return click.option(*decls, cls=LibraryDefault, default=library_default(*api), show_default=True, **attrs)
 
 PAPER_EPOCHS_HELP = f"paper: {PAPER_EPOCHS}; " + "; ".join(
     f"{n} for {dataset.split('-')[0].upper()} {strategy.capitalize()}" for (dataset, strategy), n in PAPER_EPOCHS_BY_RUN.items())
@@ -81,7 +66,7 @@ def _percent(value: float | None) -> str:
 @_train_option("--image-size", field="image_size", type=int, help="Images are resized to this.")
 @_train_option("--seed", field="seed", type=int)
 @_train_option("--device", field="device", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
-@_precision_option(_train_default("precision"))
+@_precision_option(library_default(*TRAIN_CONFIG, "precision"))
 @_train_option("--num-workers", field="num_workers", type=int, help="Data-loading worker processes.")
 @_train_option("--match-classes/--no-match-classes", field="match_classes",
               help="Weight the synthetic images so each class is present as often as in the real ones (the "
@@ -168,7 +153,7 @@ def _score(value: float | None) -> str:
 @_api_option("-w", "--workers", api=(*FILTER_CORPUS, "workers"), type=click.IntRange(min=0),
              help="Generation processes running ahead of the scorer (0 = generate in the main process).")
 @_api_option("--device", api=(*FILTER_CORPUS, "device"), help="auto (CUDA when available), cpu, cuda ...")
-@_precision_option(_api_default(*FILTER_CORPUS, "precision"))
+@_precision_option(library_default(*FILTER_CORPUS, "precision"))
 @strategy_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -177,9 +162,10 @@ def filter_command(source, dataset, spec_file, strategy, model, count, out, seed
                    params, allow_missing_classes, cache_dir, as_json, quiet) -> None:
     """Generate fresh samples and keep the COUNT the discriminator finds most realistic.
 
-    By default (rank) it scores 5 x COUNT candidates and keeps the highest-scoring ones of each
-    stratum, in proportion to the stratum's share of the candidates, so filtering keeps the class
-    mix of unfiltered synthesis. Each kept sample's p_real goes into the manifest (disc_score);
+    By default (rank) it scores 5 x COUNT candidates and keeps the most realistic ones of each
+    stratum, in proportion to the stratum's share of the candidates, and within a stratum the best
+    of each run of ~5 with neighbouring class areas, so filtering keeps the class mix of unfiltered
+    synthesis. Each kept sample's p_real goes into the manifest (disc_score);
     the per-stratum quotas, acceptance and the class mix before and after go into corpus.json.
     Deterministic for a seed and a model; an interrupted run resumes.
 
@@ -242,7 +228,7 @@ def render_filter_report(summary: dict) -> str:
 @_train_option("--image-size", field="image_size", type=int)
 @_train_option("--seed", field="seed", type=int)
 @_train_option("--device", field="device")
-@_precision_option(_train_default("precision"))
+@_precision_option(library_default(*TRAIN_CONFIG, "precision"))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def realism(corpora, real_source, dataset, spec_file, real_from, max_images, epochs, batch_size, image_size, seed,

@@ -230,7 +230,7 @@ def filter_corpus(
 
     strata, scores = [r["s"] for r in scored], [r["p"] for r in scored]
     if rank:
-        kept = select_rank(strata, scores, count)
+        kept = select_rank(strata, scores, count, [r["f"] for r in scored] if selection.match_area else None)
     else:
         kept = select_threshold(strata, scores, count, selection.threshold, selection.stratify)
         assert kept is not None
