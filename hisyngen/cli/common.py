@@ -82,11 +82,21 @@ class LibraryChoice(click.Choice):
         pass
 
 
-def parameter_default(function: Callable, name: str) -> Any:
-    """The default of ``function``'s parameter ``name``: a command's default is its API's."""
-    import inspect
+def library_default(module: str, owner: str, name: str) -> Callable[[], Any]:
+    """A :class:`LibraryDefault` default: the default of ``name`` in ``module.owner``, a dataclass's
+    field or a function's parameter, imported when first needed (a command's default is its API's)."""
 
-    return inspect.signature(function).parameters[name].default
+    def default() -> Any:
+        import dataclasses
+        import importlib
+        import inspect
+
+        target = getattr(importlib.import_module(module), owner)
+        if dataclasses.is_dataclass(target):
+            return next(f.default for f in dataclasses.fields(target) if f.name == name)
+        return inspect.signature(target).parameters[name].default
+
+    return default
 
 
 ALLOW_OUTSIDE_ROOT_HELP = ("Accept manifest rows and spec folders that point outside the source root "

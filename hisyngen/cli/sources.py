@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import click
 
-from hisyngen.cli.common import LibraryDefault, open_source_from_options, parameter_default, print_json, source_options
+from hisyngen.cli.common import LibraryDefault, library_default, open_source_from_options, print_json, source_options
 
-
-def _inspect_default(parameter: str):
-    """The default of :func:`hisyngen.sources.inspect.inspect_source`'s ``parameter``, read when needed."""
-    def default():
-        from hisyngen.sources.inspect import inspect_source
-
-        return parameter_default(inspect_source, parameter)
-    return default
+INSPECT_SOURCE = ("hisyngen.sources.inspect", "inspect_source")
 
 
 @click.command()
 @click.argument("root", type=click.Path(exists=False))
 @source_options
-@click.option("--min-pool", cls=LibraryDefault, default=_inspect_default("min_pool"), show_default=True,
+@click.option("--min-pool", cls=LibraryDefault, default=library_default(*INSPECT_SOURCE, "min_pool"), show_default=True,
               type=click.IntRange(min=0),
               help="Warn when a class has fewer single-tissue train images than this.")
 @click.option("--quick", is_flag=True, help="Read train image headers only (skip the full decode that finds truncated files).")
-@click.option("--workers", cls=LibraryDefault, default=_inspect_default("workers"), show_default=True,
+@click.option("--workers", cls=LibraryDefault, default=library_default(*INSPECT_SOURCE, "workers"), show_default=True,
               type=click.IntRange(min=1), help="Decoding threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
 @click.option("--strict", is_flag=True, help="Exit with status 2 when there is any warning.")

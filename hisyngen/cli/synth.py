@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hisyngen.build.config import top_level_default
-from hisyngen.cli.common import (LibraryChoice, LibraryDefault, open_source_from_options, parameter_default, print_json,
+from hisyngen.cli.common import (LibraryChoice, LibraryDefault, library_default, open_source_from_options, print_json,
                                  source_options)
 from hisyngen.errors import HisynError
 from hisyngen.spec import PAPER_COUNT
@@ -25,14 +25,7 @@ def strategy_choices() -> list[str]:
 STRATEGY_CHOICE = LibraryChoice(strategy_choices)
 """``--strategy`` of every command that generates samples."""
 
-
-def _strategy_default(field: str):
-    """The default of the :class:`hisyngen.synthesis.Strategy` field ``field``, read when needed."""
-    def default():
-        from hisyngen.synthesis import Strategy
-
-        return getattr(Strategy, field)  # a dataclass keeps a plain field's default as the class attribute
-    return default
+STRATEGY = ("hisyngen.synthesis", "Strategy")
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, str]:
@@ -48,12 +41,12 @@ def parse_params(items: tuple[str, ...]) -> dict[str, str]:
 def strategy_options(func):
     """Options shared by commands that generate samples (synth, filter, build)."""
     decorators = [
-        click.option("--size", cls=LibraryDefault, default=_strategy_default("size"), show_default=True, type=int,
+        click.option("--size", cls=LibraryDefault, default=library_default(*STRATEGY, "size"), show_default=True, type=int,
                      help="Output image size (square)."),
         click.option("--background-policy", type=LibraryChoice(_background_policies), cls=LibraryDefault,
-                     default=_strategy_default("background_policy"), show_default=True,
+                     default=library_default(*STRATEGY, "background_policy"), show_default=True,
                      help="White background of a source patch: 255 in the mask (ignore) or its tissue class (tissue, reference behaviour)."),
-        click.option("--max-background", cls=LibraryDefault, default=_strategy_default("max_background"),
+        click.option("--max-background", cls=LibraryDefault, default=library_default(*STRATEGY, "max_background"),
                      show_default=True, type=float,
                      help="Redraw a tile/source whose white-background fraction exceeds this."),
         click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
@@ -93,19 +86,13 @@ def _list_strategies(ctx: click.Context, _param: click.Parameter, value: bool) -
     ctx.exit(0)
 
 
-def _synthesize():
-    from hisyngen.corpus import synthesize
-
-    return synthesize
-
-
 @click.command()
 @click.argument("source", type=click.Path())
 @source_options
 @click.option("-s", "--strategy", type=STRATEGY_CHOICE, required=True, help="Synthesis strategy.")
 @click.option("-n", "--count", default=PAPER_COUNT, show_default=True, type=int, help="Number of samples.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Corpus folder (created; a rerun resumes it).")
-@click.option("--seed", cls=LibraryDefault, default=lambda: parameter_default(_synthesize(), "seed"), show_default=True,
+@click.option("--seed", cls=LibraryDefault, default=library_default("hisyngen.corpus", "synthesize", "seed"), show_default=True,
               type=int, help="Random seed: same seed, same bytes.")
 @click.option("-w", "--workers", default=default_workers, show_default="all CPUs", type=click.IntRange(min=1),
               help="Worker processes (the output does not depend on it).")
@@ -165,18 +152,12 @@ def merge(shards: tuple[str, ...], out: str, quiet: bool) -> None:
     click.echo(f"{result['out']}: {result['count']} samples from {result['shards']} shards")
 
 
-def _write_preview():
-    from hisyngen.preview import write_preview
-
-    return write_preview
-
-
 @click.command()
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", default="preview.png", show_default=True, type=click.Path(dir_okay=False), help="PNG to write.")
-@click.option("-n", "--count", cls=LibraryDefault, default=lambda: parameter_default(_write_preview(), "count"),
+@click.option("-n", "--count", cls=LibraryDefault, default=library_default("hisyngen.preview", "write_preview", "count"),
               show_default=True, type=int, help="Samples to show (evenly spaced).")
-@click.option("--columns", cls=LibraryDefault, default=lambda: parameter_default(_write_preview(), "columns"),
+@click.option("--columns", cls=LibraryDefault, default=library_default("hisyngen.preview", "write_preview", "columns"),
               show_default=True, type=int, help="Samples per row.")
 def preview(corpus: str, out: str, count: int, columns: int) -> None:
     """Write a contact sheet of CORPUS: each image next to its mask overlay, with a colour legend."""
