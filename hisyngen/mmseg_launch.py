@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from hisyngen.errors import HisynError
+from hisyngen.spec import get_spec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "mmseg_configs"
 TRUST_CHECKPOINTS_ENV = "HISYNGEN_TRUST_CHECKPOINTS"
@@ -104,16 +105,19 @@ def iterations_for_epochs(num_synthetic: int, synthetic_per_step: int, epochs: f
     return int(round(epochs * per_epoch)), per_epoch
 
 
-def paper_dataset_config(num_classes: int, data_root: str, num_synthetic: int, synthetic_per_step: int,
-                         epochs: int) -> dict:
-    """What a paper dataset config (``mmseg_configs/deeplabv3plus_r50-d8_<dataset>.py``) derives
-    from its stanza: the head's class count, the export in the three dataloaders, and the schedule
-    (``epochs`` x iters_per_epoch, validation and checkpoint once per epoch). An mmengine base cannot
-    read a child's values, so each config merges this into its own names (``globals().update``)."""
+def paper_dataset_config(dataset: str, data_root: str, *, num_synthetic: int, epochs: int, synthetic_per_step: int,
+                         test_cfg: dict | None = None) -> dict:
+    """The top-level names of a paper dataset config (``mmseg_configs/deeplabv3plus_r50-d8_<dataset>.py``)
+    from its stanza: the stanza's values, the head's class count (:mod:`hisyngen.spec`), the export
+    in the three dataloaders, the model's ``test_cfg`` when given, and the schedule (``epochs`` x
+    iters_per_epoch; validation and checkpoint once per epoch). An mmengine base cannot read a
+    child's values, so each config merges this into its own names (``globals().update``)."""
+    num_classes = get_spec(dataset).num_classes
     iters_per_epoch = iterations_for_epochs(num_synthetic, synthetic_per_step, epochs)[1]
     return dict(
+        num_classes=num_classes, data_root=data_root, num_synthetic=num_synthetic, epochs=epochs,
         iters_per_epoch=iters_per_epoch,
-        model=dict(decode_head=dict(num_classes=num_classes)),
+        model=dict(decode_head=dict(num_classes=num_classes), **({"test_cfg": test_cfg} if test_cfg else {})),
         **{loader: dict(dataset=dict(data_root=data_root))
            for loader in ("train_dataloader", "val_dataloader", "test_dataloader")},
         train_cfg=dict(max_iters=epochs * iters_per_epoch, val_interval=iters_per_epoch),

@@ -3,18 +3,9 @@
 #
 #   hisyngen train bcss-wsss --data-root EXPORT_DIR            (or the stock tools/train.py, README)
 _base_ = ['./_base_/hisynseg_paper.py']
-from hisyngen.mmseg_launch import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
-from hisyngen.spec import get_spec  # noqa: E402  (class count: the one place is hisyngen.spec)
+from hisyngen.mmseg_launch import paper_dataset_config  # noqa: E402  (names derived from the stanza)
 
-num_classes = get_spec('bcss-wsss').num_classes
-data_root = 'data/bcss-wsss-export'
-num_synthetic = 14400  # paper export: 7,200 filtered images per strategy x (Mosaic, Bezier)
-epochs = 25
-
-iters_per_epoch = iterations_for_epochs(num_synthetic, _base_.synthetic_per_step, epochs)[1]
-model = dict(decode_head=dict(num_classes=num_classes))
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = dict(dataset=dict(data_root=data_root))
-train_cfg = dict(max_iters=epochs * iters_per_epoch, val_interval=iters_per_epoch)
-default_hooks = dict(checkpoint=dict(interval=iters_per_epoch))
+# The paper's export: 7,200 filtered images per strategy x (Mosaic, Bezier); 25 epochs over them.
+globals().update(paper_dataset_config(
+    'bcss-wsss', 'data/bcss-wsss-export', num_synthetic=14400, epochs=25,
+    synthetic_per_step=_base_.synthetic_per_step))

@@ -6,22 +6,13 @@
 #   hisyngen train wsss4luad --data-root EXPORT_DIR
 #   hisyngen test wsss4luad work_dirs/deeplabv3plus_r50-d8_wsss4luad/best_mIoU_iter_N.pth --data-root EXPORT_DIR --tta
 _base_ = ['./_base_/hisynseg_paper.py']
-from hisyngen.mmseg_launch import iterations_for_epochs  # noqa: E402  (one home for epochs -> iterations)
-from hisyngen.spec import get_spec  # noqa: E402  (class count: the one place is hisyngen.spec)
+from hisyngen.mmseg_launch import paper_dataset_config  # noqa: E402  (names derived from the stanza)
 
-num_classes = get_spec('wsss4luad').num_classes
-data_root = 'data/wsss4luad-export'
-num_synthetic = 7200  # paper export: 3,600 filtered images per strategy x (Mosaic, Bezier)
-epochs = 60
-
-iters_per_epoch = iterations_for_epochs(num_synthetic, _base_.synthetic_per_step, epochs)[1]
-model = dict(decode_head=dict(num_classes=num_classes),
-             test_cfg=dict(mode='slide', crop_size=(224, 224), stride=(224, 224)))
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = dict(dataset=dict(data_root=data_root))
-train_cfg = dict(max_iters=epochs * iters_per_epoch, val_interval=iters_per_epoch)
-default_hooks = dict(checkpoint=dict(interval=iters_per_epoch))
+# The paper's export: 3,600 filtered images per strategy x (Mosaic, Bezier); 60 epochs over them.
+globals().update(paper_dataset_config(
+    'wsss4luad', 'data/wsss4luad-export', num_synthetic=7200, epochs=60,
+    synthetic_per_step=_base_.synthetic_per_step,
+    test_cfg=dict(mode='slide', crop_size=(224, 224), stride=(224, 224))))
 
 # What WSSS4LUAD adds: the strides above, and TTA over five scales.
 custom_hooks = [dict(type='EvalStrideHook', val_stride=(224, 224), test_stride=(112, 112)), *_base_.custom_hooks]

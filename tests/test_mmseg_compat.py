@@ -165,10 +165,16 @@ def test_dataset_configs_share_one_base(tmp_path):
         handle.write("\noptim_wrapper = dict(optimizer=dict(lr=2e-4))\n")
     for name in (*PAPER_CONFIGS, "deeplabv3plus_r50-d8_bcss-wsss_stage2", "deeplabv3plus_r50-d8_luad-histoseg_stage2"):
         assert Config.fromfile(str(copy / f"{name}.py")).optim_wrapper.optimizer.lr == 2e-4, name  # ...reaches all
-    # and two dataset configs differ only in the dataset, its export folder and its synthetic image count
+    # and two dataset configs differ only in their stanza's dataset, export folder and synthetic image count
     bcss, luad = ([ast.dump(node) for node in ast.parse((CONFIG_DIR / f"{name}.py").read_text()).body]
                   for name in PAPER_CONFIGS[:2])
-    assert len([statement for statement in bcss if statement not in luad]) == 3
+    assert [statement for statement in bcss if statement not in luad] == [bcss[-1]]  # the stanza
+
+    def stanza(name):
+        call = ast.parse((CONFIG_DIR / f"{name}.py").read_text()).body[-1].value.args[0]
+        return [ast.dump(a) for a in call.args] + [ast.dump(k) for k in call.keywords]
+
+    assert sum(a != b for a, b in zip(stanza(PAPER_CONFIGS[0]), stanza(PAPER_CONFIGS[1]))) == 3
 
 
 def test_wsss4luad_evaluation_protocol():
