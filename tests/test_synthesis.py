@@ -285,6 +285,30 @@ def test_a_registered_strategy_is_offered_by_every_command_that_generates(monkey
     assert "--strategy" not in result.output and result.exit_code == 1  # past the choice, stopped by the missing source
 
 
+def test_command_line_defaults_are_read_from_the_library_not_repeated(monkeypatch):
+    # A default changed in its one home (the Strategy or TrainConfig field) is the command's default.
+    import dataclasses
+    import re
+
+    from click.testing import CliRunner
+
+    from hisyngen.cli import cli
+    from hisyngen.filtering.train import TrainConfig
+    from hisyngen.synthesis import Strategy
+
+    def patch(owner, name, value):
+        monkeypatch.setattr(next(f for f in dataclasses.fields(owner) if f.name == name), "default", value)
+
+    patch(Strategy, "size", 192)
+    patch(Strategy, "max_background", 0.75)
+    patch(TrainConfig, "epochs", 7)
+    for command in ("synth", "filter-train", "filter"):
+        shown = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+        assert re.search(r"--size INTEGER .*\[default: 192\]", shown) and "[default: 0.75]" in shown, command
+    shown = " ".join(CliRunner().invoke(cli, ["filter-train", "--help"]).output.split())
+    assert re.search(r"--epochs INTEGER .*?\[default: 7\]", shown)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"anchor": "0.3"}, "anchor needs 2 comma-separated values"),
     ({"scale": "1.0"}, "scale needs 2 comma-separated values"),
