@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hisyngen.errors import HisynError
-from hisyngen.export.common import FORMATS, SPLITS, ExportPlan, check_output, staged_output
+from hisyngen.export.common import FORMATS, SPLITS, ExportPlan
+from hisyngen.export.output import check_output, staged_output
 from hisyngen.safety import output_lock, write_marker
 
 __all__ = ["ExportSummary", "export_dataset"]
