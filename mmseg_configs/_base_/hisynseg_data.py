@@ -51,18 +51,14 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=dict(type='MixedBatchSampler', ratio=(1, 1)),
     dataset=dict(type='HisynMixedDataset', data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
+# Validation and test: the same loader over the export's val and test splits.
+val_dataloader, test_dataloader = (dict(
     batch_size=1,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='HisynEvalDataset', data_root=data_root, split='val', pipeline=test_pipeline))
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='HisynEvalDataset', data_root=data_root, split='test', pipeline=test_pipeline))
+    dataset=dict(type='HisynEvalDataset', data_root=data_root, split=split, pipeline=test_pipeline))
+    for split in ('val', 'test'))
 # mmseg's IoUMetric keys (aAcc, mIoU, mAcc, and mDice: recent papers on these benchmarks report it),
 # plus the paper's fwIoU and IoU.<class> / Dice.<class>; 255 is dropped (hisyngen/mmseg/metrics.py).
 val_evaluator = dict(type='TissueIoUMetric', iou_metrics=['mIoU', 'mDice'])
