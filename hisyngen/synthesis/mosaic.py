@@ -1,10 +1,13 @@
-"""Mosaic (SPEC.md section 4) and its ablation relatives Gridded and Mosaic-without-splicing.
+"""Mosaic (docs/method.md, Mosaic) and its ablation relatives Gridded and Mosaic-without-splicing.
 
 Mosaic: four *gridded* images (an m x m grid of random crops from random single-tissue images) are
 each flipped, shift-scale-rotated and cropped to one quadrant around a random anchor, then pasted.
 Flip, shift-scale-rotate and the quadrant crop are folded into ONE affine warp whose output is the
 quadrant itself: the same geometry as transforming the whole gridded image and cropping it, at a
 quarter of the cost. Images use bilinear interpolation, masks nearest, borders reflect-101.
+
+Past ~350 lines as one concern: the three strategies are one sampling procedure at three depths
+(grid; grid + warp; grid + warp + splice), so the gridded image and the warp stay beside them.
 """
 
 from __future__ import annotations
