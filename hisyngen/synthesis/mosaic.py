@@ -313,7 +313,11 @@ class Mosaic(MixingStrategy):
                                                          borderMode=cv2.BORDER_REFLECT_101)
                 mask[y0:y1, x0:x1] = cv2.warpAffine(grid_mask, matrix, (qw, qh), flags=cv2.INTER_NEAREST,
                                                     borderMode=cv2.BORDER_REFLECT_101)
-            if self.feather:
+            if self.feather and angle == 0.0 and scale == 1.0 and shift == (0.0, 0.0):
+                # the grown quadrant of a pure flip: the reflect-101 window the warp would copy
+                layers[q // 2].append(reflect_window(flipped_image, crop[0] - top, crop[1] - left, grown_size[1],
+                                                     grown_size[0]))
+            elif self.feather:
                 layers[q // 2].append(cv2.warpAffine(grid_image, grown_matrix, grown_size, flags=cv2.INTER_LINEAR,
                                                      borderMode=cv2.BORDER_REFLECT_101))
             sources.extend(entries)
