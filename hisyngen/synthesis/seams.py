@@ -148,6 +148,17 @@ def edge_weights(reach: int) -> np.ndarray:
     return weights
 
 
+@functools.lru_cache(maxsize=None)
+def _column_weights(reach: int, channels: tuple[int, ...]) -> np.ndarray:
+    """:func:`edge_weights` as a (1, 2 x reach, *channels) array: repeated along the channels, the
+    product of a band with its weights runs over contiguous memory (a broadcast channel axis made
+    it the slowest step of a cross-fade)."""
+    weights = np.ascontiguousarray(np.broadcast_to(edge_weights(reach).reshape((1, -1) + (1,) * len(channels)),
+                                                   (1, 2 * reach) + channels))
+    weights.flags.writeable = False
+    return weights
+
+
 def extension(px: int, k: int, cells: int) -> tuple[int, int]:
     """(before, after): how far a grid layer of cell ``k`` of ``cells`` reaches beyond its cell."""
     return (px if k > 0 else 0), (px if k < cells - 1 else 0)
@@ -210,7 +221,7 @@ def _join_row(parts: list[np.ndarray], row_start: int, a: int, b: int, col_start
         lo, hi = max(xs[c] - reach, x0), min(xs[c] + reach, x1)
         if reach > 0 and lo < hi:
             first = xs[c] - reach
-            weight = edge_weights(reach)[lo - first : hi - first].reshape((1, -1) + (1,) * (dst.ndim - 2))
+            weight = _column_weights(reach, dst.shape[2:])[:, lo - first : hi - first]
             dst[:, lo - x0 : hi - x0] = mix(parts[c - 1][i:j, lo - col_starts[c - 1] : hi - col_starts[c - 1]],
                                             parts[c][i:j, lo - col_starts[c] : hi - col_starts[c]], weight)
 
