@@ -23,7 +23,13 @@ pass the pool's detector: grayscale > 220 minus white blobs under 250 pixels, se
   plane; the stain vectors are the directions at the ``alpha`` and ``100 - alpha`` percentiles of
   the pixels' angles in that plane (hematoxylin: the one with the larger red OD); concentrations are
   least-squares coordinates on the stain vectors, scaled so their 99th percentiles match the
-  reference's. Every step after the OD is linear, so the transfer is one 3 x 3 matrix on OD.
+  reference's. Every step after the OD is linear, so the transfer is one 3 x 3 matrix on OD;
+  intensities come back as ``256 exp(-OD') - 1`` rounded to the nearest level, with OD' clipped to
+  [0, ln 256] (intensities 255 to 0).
+
+Each source's half of its transfer matrix (Reinhard: RGB to standardised LAB deviations; Macenko:
+the stain pseudo-inverse scaled by the maxima) is computed once with its statistics, so a region's
+transfer costs one small matrix product and one pass of OpenCV over its pixels.
 """
 
 from __future__ import annotations
