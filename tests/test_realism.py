@@ -126,6 +126,21 @@ def test_reflect_window_matches_reflect_101_padding():
     assert np.array_equal(reflect_window(small, 1, 2, 3, 4), small[1:4, 2:6])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, bool])
+def test_reflect_window_pads_any_overhang_as_reflect_101(dtype):
+    # one-reflection windows take the copyMakeBorder shortcut, larger ones the index arrays: the
+    # same pixels either way, also for the pools' bool background masks
+    rng = np.random.default_rng(1)
+    array = rng.integers(0, 2 if dtype is bool else 256, (9, 12, 3)[: 2 if dtype is bool else 3]).astype(dtype)
+    def reflect(i, n):
+        i = np.mod(i, 2 * (n - 1))
+        return np.where(i >= n, 2 * (n - 1) - i, i)
+    for y, x, h, w in [(-3, 0, 8, 12), (2, -4, 7, 10), (5, 6, 6, 9), (-8, -11, 26, 34), (-2, -2, 13, 16), (0, 9, 9, 8)]:
+        expected = array[reflect(np.arange(y, y + h), 9)][:, reflect(np.arange(x, x + w), 12)]
+        window = reflect_window(array, y, x, h, w)
+        assert window.dtype == array.dtype and np.array_equal(window, expected), (y, x, h, w)
+
+
 def test_grid_seams_cross_fade_only_near_the_edge_and_keep_their_side_dominant():
     px, width = 3, 40
     left = np.full((10, 20 + px, 3), 0, np.uint8)
