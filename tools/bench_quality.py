@@ -128,12 +128,26 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
                 filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
                               selection=Selection.paper(), max_attempts=args.filter_max_attempts or args.count * 200)
             else:
+                # fp32 scoring, as every recorded filtered corpus was scored: bf16 keeps 98.5% of the same
+                # candidates (issue 16), and a comparison of selections should differ in the selection only
                 filter_corpus(source, strategy, disc, out, args.count, seed=0, workers=1, cache_dir=work / "cache",
-                              selection=Selection(oversample=args.oversample))
+                              selection=Selection(oversample=args.oversample, match_area=not args.no_match_area),
+                              precision="fp32")
         else:
             synthesize(source, strategy, out, args.count, seed=0, workers=args.workers, cache_dir=work / "cache")
         log(f"corpus {name}: {len(Corpus(out))} samples in {time.perf_counter() - started:.0f}s")
     return folders
+
+
+def corpora_selection(variant: str, corpora: dict[str, Path]) -> dict | None:
+    """The filter selection of a variant's filtered corpora (from their corpus.json), None if unfiltered."""
+    from hisyngen.corpus import Corpus
+
+    found = [Corpus(corpora[c]).config.filter for c in VARIANTS[variant]["corpora"]]
+    selections = {json.dumps(f["selection"], sort_keys=True) for f in found if f}
+    if len(selections) > 1:
+        raise SystemExit(f"{variant}: its corpora were filtered with different selections: {sorted(selections)}")
+    return json.loads(selections.pop()) if selections else None
 
 
 def export_variant(source: Any, variant: str, corpora: dict[str, Path], work: Path) -> Path:
@@ -196,13 +210,14 @@ def run_all(args: argparse.Namespace) -> None:
     results_path = Path(args.results)
     done = json.loads(results_path.read_text()) if results_path.is_file() else []
     jobs = []
+    selections = {v: corpora_selection(v, corpora) for v in variants}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for variant in variants:
             settings = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters, "crop": args.crop,
                         "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
                         "synthetic_per_step": args.synthetic_per_step}
             if any(all(r.get(k) == v for k, v in settings.items()) and record_precision(r) == args.precision
-                   for r in done):  # measured already
+                   and record_selection(r) == selections[variant] for r in done):  # measured already
                 continue
             jobs.append((variant, seed))
     jobs.sort(key=lambda job: not VARIANTS[job[0]]["real"])  # the longest run first: no lone run at the end
@@ -234,7 +249,8 @@ def run_all(args: argparse.Namespace) -> None:
             record = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters,
                       "synthetic_per_step": args.synthetic_per_step, "real_per_step": args.synthetic_per_step
                       if VARIANTS[variant]["real"] else 0, "crop": args.crop, "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
-                      "precision": args.precision, "train_seconds": round(seconds, 1), "eval_images": len(pairs),
+                      "precision": args.precision, "selection": selections[variant],
+                      "train_seconds": round(seconds, 1), "eval_images": len(pairs),
                       **scores}
             done = json.loads(results_path.read_text()) if results_path.is_file() else []
             done.append(record)
@@ -257,10 +273,8 @@ def render(results_path: str) -> str:
                   f"images, {first['count']} samples per corpus, evaluated on {first['eval_images']} held-out images ({first['pixels']:,} tissue pixels)",
                   "", "| variant | seeds | mIoU | fwIoU | " + " | ".join(f"IoU {c}" for c in classes) + " | train time |",
                   "|---|---|---|---|" + "---|" * len(classes) + "---|"]
-        for variant, precision in [(v, p) for v in VARIANTS for p in ("fp32", "bf16")]:
-            runs = [r for r in rows if r["variant"] == variant and record_precision(r) == precision]
-            if not runs:
-                continue
+        for label in dict.fromkeys(record_label(r) for r in sorted(rows, key=label_order)):
+            runs = [r for r in rows if record_label(r) == label]
 
             def stat(values: list[float]) -> str:
                 values = [v for v in values if v == v]
@@ -271,7 +285,6 @@ def render(results_path: str) -> str:
             cells = [stat([r["mIoU"] for r in runs]), stat([r["fwIoU"] for r in runs])]
             cells += [stat([r["IoU"][c] for r in runs]) for c in classes]
             minutes = np.mean([r["train_seconds"] for r in runs]) / 60
-            label = variant if precision == "fp32" else f"{variant}, {precision}"
             lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {minutes:.0f} min |")
         lines += ["", *paired_differences(rows), ""]
     return "\n".join(lines)
@@ -280,6 +293,43 @@ def render(results_path: str) -> str:
 def record_precision(record: dict) -> str:
     """The training precision of a result (records from before ``--precision`` trained in fp32)."""
     return record.get("precision", "fp32")
+
+
+def record_selection(record: dict) -> dict | None:
+    """The filter selection of a result's corpora. Records from before it was recorded: the -paper
+    variants used Selection.paper(), filtered/full rank with quotas and no area matching (what
+    build_corpora ran then), the others no filter."""
+    from hisyngen.filtering.select import Selection
+
+    if "selection" in record:
+        return record["selection"]
+    if not any(c.endswith(("-filtered", "-paper")) for c in VARIANTS[record["variant"]]["corpora"]):
+        return None
+    paper = record["variant"].endswith("-paper")
+    return (Selection.paper() if paper else Selection(match_area=False)).to_dict()
+
+
+def record_label(record: dict) -> str:
+    """A result's row in the tables: its variant, plus what differs from this code's defaults
+    (bf16 training; a filtered variant whose selection is not its variant's default)."""
+    from hisyngen.filtering.select import Selection
+
+    parts = [record["variant"]]
+    selection = record_selection(record)
+    if selection is not None and not record["variant"].endswith("-paper"):
+        oversample = selection.get("oversample", Selection.oversample)
+        if selection != Selection(oversample=oversample).to_dict():
+            parts.append("no area matching" if selection == Selection(oversample=oversample, match_area=False).to_dict()
+                         else Selection(**selection).describe())
+    if record_precision(record) != "fp32":
+        parts.append(record_precision(record))
+    return ", ".join(parts)
+
+
+def label_order(record: dict) -> tuple:
+    """Table order: variants as in VARIANTS, then the label (the default selection and fp32 first)."""
+    label = record_label(record)
+    return list(VARIANTS).index(record["variant"]), label != record["variant"], label
 
 
 def paired_differences(rows: list[dict]) -> list[str]:
@@ -292,8 +342,9 @@ def paired_differences(rows: list[dict]) -> list[str]:
         if seeds:
             diffs = ", ".join(f"{pairs[('bf16', s)] - pairs[('fp32', s)]:+.1f} (seed {s})" for s in seeds)
             lines.append(f"- mIoU `{variant}` bf16 - fp32: {diffs}")
-    by_key = {(r["variant"], r["seed"]): r["mIoU"] for r in rows if record_precision(r) == "fp32"}
+    by_key = {(record_label(r), r["seed"]): r["mIoU"] for r in rows if record_precision(r) == "fp32"}
     for better, baseline in (("full", "onelabel"), ("filtered", "mosaic+bezier"), ("full", "unfiltered+real"),
+                             ("filtered", "filtered, no area matching"), ("full", "full, no area matching"),
                              ("unfiltered+real", "mosaic+bezier"), ("filtered", "filtered-paper"),
                              ("full", "full-paper"), ("filtered-paper", "mosaic+bezier")):
         seeds = sorted(s for v, s in by_key if v == better and (baseline, s) in by_key)
@@ -372,6 +423,9 @@ def main() -> None:
     parser.add_argument("--oversample", type=float, default=5.0,
                         help="filtered/full variants: candidates scored per kept sample (rank selection)")
     parser.add_argument("--corpora-only", action="store_true", help="build the corpora, then stop")
+    parser.add_argument("--no-match-area", action="store_true",
+                        help="filtered/full variants: rank selection without area matching (hisyngen before it); "
+                             "use a --work of its own, corpora are reused by name")
     parser.add_argument("--filtered-from", default=None, metavar="BUILD",
                         help="take the filtered corpora from this `hisyngen build` folder (same --count)")
     parser.add_argument("--weak-from", choices=["val", "test"], default=None,
