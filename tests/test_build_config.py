@@ -70,9 +70,13 @@ def test_a_build_folder_stored_before_the_schema_is_accepted(tmp_path):
     out = tmp_path / "b"
     out.mkdir()
     (out / "build.yaml").write_text(STORED_BEFORE.replace("SOURCE", str(Path(root).resolve())))
-    Build(root, out, load_config(None, {}), log=lambda m: None).prepare()  # the same settings: accepted
+    # it was selected without area matching (it predates the setting): refused with today's default,
+    # accepted with the setting it had
+    with pytest.raises(HisynError, match="other settings.*match_area: False vs True"):
+        Build(root, out, load_config(None, {}), log=lambda m: None).prepare()
+    Build(root, out, load_config(None, {"match_area": False}), log=lambda m: None).prepare()
     with pytest.raises(HisynError, match="other settings.*seed: 0 vs 3"):
-        Build(root, out, load_config(None, {"seed": 3}), log=lambda m: None).prepare()
+        Build(root, out, load_config(None, {"seed": 3, "match_area": False}), log=lambda m: None).prepare()
 
 
 def test_sections_borrow_the_library_fields():

@@ -289,7 +289,8 @@ def test_hf_card_yaml_parses_and_body_documents_the_export(inputs, tmp_path):
     # The source by its folder name: a published card carries no local absolute path (issue 15).
     assert f"hisyngen synth {source.root.name} -s mosaic -n 6 --seed 0 -o mosaic --size 32" in body
     assert (f"hisyngen filter {source.root.name} -s bezier -m DISCRIMINATOR -n 6 --seed 0 --selection=rank "
-            "--oversample 1.5 --batch-size 64 -o bezier-filtered --size 32") in body
+            "--oversample 1.5 --no-match-area --batch-size 64 -o bezier-filtered --size 32") in body  # (a rank
+    # corpus.json without match_area, as written before it existed: selected without it)
     assert "| mosaic | 6 |" in body and "| bezier | 6 |" in body
     assert "| stats.acceptance_rate | 0.667 |" in body and "| stats.discriminator.f1 | 0.9 |" in body
     assert "| selection.mode | rank |" in body and "| selection.oversample | 1.5 |" in body

@@ -328,6 +328,11 @@ def config_text(config: dict[str, Any] | None = None) -> str:
     return "\n".join(lines + emit(defaults() if config is None else config, "", "")) + "\n"
 
 
+IMPLIED_BY_OLDER_BUILDS = {"match_area": False}
+"""Settings added after a build.yaml could have been stored, with what such a build did: rank
+selection without area matching. A rerun of it compares against these, not against None."""
+
+
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide what a build produces (stored in ``OUT/build.yaml``, compared on a rerun)."""
     return {k: v for k, v in config.items() if k not in NOT_IDENTITY}

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hisyngen.build.config import STRATEGY_KEYS, TRAIN_KEYS, identity
+from hisyngen.build.config import IMPLIED_BY_OLDER_BUILDS, STRATEGY_KEYS, TRAIN_KEYS, identity
 from hisyngen.build.report import build_summary
 from hisyngen.errors import HisynError
 from hisyngen.filtering.select import Selection
@@ -145,7 +145,7 @@ class Build:
         stored = self.out / "build.yaml"
         settings = {"source": str(Path(self.source.root).resolve()), **identity(self.config)}
         if stored.is_file():
-            previous = yaml.safe_load(stored.read_text())
+            previous = {**IMPLIED_BY_OLDER_BUILDS, **yaml.safe_load(stored.read_text())}
             diffs = [f"{k}: {previous.get(k)!r} vs {settings.get(k)!r}" for k in sorted(set(previous) | set(settings))
                      if previous.get(k) != settings.get(k)]
             if diffs:
