@@ -1,5 +1,6 @@
 """The quality benchmark harness (tools/bench_quality.py) on a tiny source, so it cannot rot."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,11 +15,11 @@ from hisyngen.spec import get_spec
 
 from fixtures import write_benchmark
 
-pytestmark = pytest.mark.slow
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_quality.py"
 LABELS = [(1, 0, 0, 0)] * 4 + [(0, 1, 0, 0)] * 4 + [(0, 0, 1, 0)] * 3 + [(0, 0, 0, 1)] * 3 + [(1, 1, 0, 0)] * 8
 
 
+@pytest.mark.slow
 def test_smoke_variants_train_evaluate_and_render(tmp_path):
     source = write_benchmark(tmp_path / "src", get_spec("bcss-wsss"), LABELS, style="run", n_val=2, n_test=1, size=64)
     results = tmp_path / "quality.json"
@@ -79,3 +80,32 @@ def test_smoke_variants_train_evaluate_and_render(tmp_path):
     expected = 100 * counts / counts.sum()
     assert np.allclose([float(c.rstrip("%")) for c in cells[2:2 + spec.num_classes]], expected, atol=0.06)
     assert f"mIoU {expected.max() / spec.num_classes:.1f} " in mix.stdout
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("bench_quality", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_param_runs_are_measured_labelled_and_paired_apart_from_plain_ones():
+    tool = load_tool()
+    styled = {"stain": "reinhard", "feather": "3"}
+    assert tool.parse_strategy_params(["stain=reinhard", "feather=3"]) == styled
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        tool.parse_strategy_params(["stain"])
+    # the parameters apply to unfiltered corpora only
+    assert tool.variant_params("mosaic+bezier", styled) == styled and tool.variant_params("full", styled) is None
+    assert tool.variant_params("mosaic+bezier", {}) is None
+    settings = {"dataset": "tiny", "variant": "mosaic+bezier", "seed": 0}
+    plain = [{**settings, "mIoU": 30.0, "selection": None}, {**settings, "seed": 1, "mIoU": 31.0, "selection": None}]
+    # a plain record (no "params" key) does not count as a styled run, nor a styled one as plain
+    assert tool.measured_already(plain, settings, "fp32", None, None)
+    assert not tool.measured_already(plain, settings, "fp32", None, styled)
+    rows = plain + [{**r, "mIoU": r["mIoU"] + 2.5 - r["seed"], "params": styled} for r in plain]
+    assert tool.measured_already(rows, settings, "fp32", None, styled)
+    assert not tool.measured_already(rows, settings, "fp32", None, {"stain": "macenko"})
+    assert [tool.record_label(r) for r in rows] == ["mosaic+bezier"] * 2 + ["mosaic+bezier, stain=reinhard, feather=3"] * 2
+    assert ("- mIoU `mosaic+bezier, stain=reinhard, feather=3` - `mosaic+bezier`: +2.5 (seed 0), +1.5 (seed 1) (mean +2.0)"
+            in tool.paired_differences(rows))

@@ -100,6 +100,7 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
     from hisyngen.synthesis import make_strategy
 
     params = {"size": args.size, "allow_missing_classes": True}
+    strategy_params = parse_strategy_params(args.param)
     folders = {}
     for name in sorted(needed):
         out = work / "corpora" / name
@@ -114,7 +115,9 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
         if out.is_dir() and (out / "manifest.jsonl").is_file():
             continue
         strategy_name = name.replace("-filtered", "").replace("-paper", "")
-        strategy = make_strategy(strategy_name, params, classes=source.spec.classes)
+        unfiltered = not name.endswith(("-filtered", "-paper"))
+        strategy = make_strategy(strategy_name, {**params, **(strategy_params if unfiltered else {})},
+                                 classes=source.spec.classes)
         started = time.perf_counter()
         if name.endswith(("-filtered", "-paper")):
             paper = name.endswith("-paper")
@@ -137,6 +140,24 @@ def build_corpora(source: Any, needed: set[str], args: argparse.Namespace, work:
             synthesize(source, strategy, out, args.count, seed=0, workers=args.workers, cache_dir=work / "cache")
         log(f"corpus {name}: {len(Corpus(out))} samples in {time.perf_counter() - started:.0f}s")
     return folders
+
+
+def parse_strategy_params(items: list[str]) -> dict[str, str]:
+    """``--param KEY=VALUE`` items as `hisyngen synth -p` parses them (values are coerced by make_strategy)."""
+    from hisyngen.cli.synth import parse_params
+    from hisyngen.errors import HisynError
+
+    try:
+        return parse_params(tuple(items))
+    except HisynError as error:
+        raise SystemExit(str(error)) from None
+
+
+def variant_params(variant: str, strategy_params: dict[str, str]) -> dict[str, str] | None:
+    """The --param strategy parameters a variant trained with: those of its unfiltered corpora, None if
+    none were given or all its corpora are filtered (the parameters apply to unfiltered corpora only)."""
+    unfiltered = [c for c in VARIANTS[variant]["corpora"] if not c.endswith(("-filtered", "-paper"))]
+    return dict(strategy_params) if strategy_params and unfiltered else None
 
 
 def corpora_selection(variant: str, corpora: dict[str, Path]) -> dict | None:
@@ -211,13 +232,13 @@ def run_all(args: argparse.Namespace) -> None:
     done = json.loads(results_path.read_text()) if results_path.is_file() else []
     jobs = []
     selections = {v: corpora_selection(v, corpora) for v in variants}
+    params = {v: variant_params(v, parse_strategy_params(args.param)) for v in variants}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for variant in variants:
             settings = {"dataset": args.name, "variant": variant, "seed": seed, "iters": args.iters, "crop": args.crop,
                         "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
                         "synthetic_per_step": args.synthetic_per_step}
-            if any(all(r.get(k) == v for k, v in settings.items()) and record_precision(r) == args.precision
-                   and record_selection(r) == selections[variant] for r in done):  # measured already
+            if measured_already(done, settings, args.precision, selections[variant], params[variant]):
                 continue
             jobs.append((variant, seed))
     jobs.sort(key=lambda job: not VARIANTS[job[0]]["real"])  # the longest run first: no lone run at the end
@@ -250,6 +271,7 @@ def run_all(args: argparse.Namespace) -> None:
                       "synthetic_per_step": args.synthetic_per_step, "real_per_step": args.synthetic_per_step
                       if VARIANTS[variant]["real"] else 0, "crop": args.crop, "crop_mode": args.crop_mode, "size": args.size, "count": args.count,
                       "precision": args.precision, "selection": selections[variant],
+                      **({"params": params[variant]} if params[variant] else {}),
                       "train_seconds": round(seconds, 1), "eval_images": len(pairs),
                       **scores}
             done = json.loads(results_path.read_text()) if results_path.is_file() else []
@@ -290,6 +312,14 @@ def render(results_path: str) -> str:
     return "\n".join(lines)
 
 
+def measured_already(done: list[dict], settings: dict, precision: str, selection: dict | None,
+                     params: dict | None) -> bool:
+    """Whether ``done`` holds a result of these settings, precision, filter selection and --param
+    strategy parameters (records without "params" had none)."""
+    return any(all(r.get(k) == v for k, v in settings.items()) and record_precision(r) == precision
+               and record_selection(r) == selection and r.get("params") == params for r in done)
+
+
 def record_precision(record: dict) -> str:
     """The training precision of a result (records from before ``--precision`` trained in fp32)."""
     return record.get("precision", "fp32")
@@ -311,10 +341,11 @@ def record_selection(record: dict) -> dict | None:
 
 def record_label(record: dict) -> str:
     """A result's row in the tables: its variant, plus what differs from this code's defaults
-    (bf16 training; a filtered variant whose selection is not its variant's default)."""
+    (strategy parameters given with --param; bf16 training; a filtered variant whose selection is not
+    its variant's default). Records without "params" had none."""
     from hisyngen.filtering.select import Selection
 
-    parts = [record["variant"]]
+    parts = [record["variant"], *(f"{k}={v}" for k, v in record.get("params", {}).items())]
     selection = record_selection(record)
     if selection is not None and not record["variant"].endswith("-paper"):
         oversample = selection.get("oversample", Selection.oversample)
@@ -351,6 +382,15 @@ def paired_differences(rows: list[dict]) -> list[str]:
         if seeds:
             diffs = ", ".join(f"{by_key[(better, s)] - by_key[(baseline, s)]:+.1f} (seed {s})" for s in seeds)
             lines.append(f"- mIoU `{better}` - `{baseline}`: {diffs}")
+    # a run with --param strategy parameters against the same run without them
+    without_params = {record_label(r): record_label({k: v for k, v in r.items() if k != "params"})
+                      for r in rows if r.get("params")}
+    for better, baseline in without_params.items():
+        seeds = sorted(s for v, s in by_key if v == better and (baseline, s) in by_key)
+        if seeds:
+            diffs = [by_key[(better, s)] - by_key[(baseline, s)] for s in seeds]
+            lines.append(f"- mIoU `{better}` - `{baseline}`: " + ", ".join(f"{d:+.1f} (seed {s})" for d, s in zip(diffs, seeds))
+                         + f" (mean {np.mean(diffs):+.1f})")
     return lines
 
 
@@ -422,6 +462,10 @@ def main() -> None:
                         help="-paper variants: candidates per filtered corpus at most")
     parser.add_argument("--oversample", type=float, default=5.0,
                         help="filtered/full variants: candidates scored per kept sample (rank selection)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="strategy parameter of the unfiltered corpora (repeatable; as `hisyngen synth -p`, "
+                             "e.g. stain=reinhard); recorded and listed apart. Use a --work of its own, "
+                             "corpora are reused by name")
     parser.add_argument("--corpora-only", action="store_true", help="build the corpora, then stop")
     parser.add_argument("--no-match-area", action="store_true",
                         help="filtered/full variants: rank selection without area matching (hisyngen before it); "
@@ -449,6 +493,7 @@ def main() -> None:
         return
     if not (args.source and args.name and args.work):
         parser.error("--source, --name and --work are required (or --render)")
+    parse_strategy_params(args.param)  # a malformed --param fails before any work
     run_all(args)
 
 
