@@ -1,4 +1,4 @@
-"""Bezier (SPEC.md section 4): a random closed Bezier blob of one tissue over another.
+"""Bezier (docs/method.md, Bezier): a random closed Bezier blob of one tissue over another.
 
 n random points in the unit square (resampled until every pair of consecutive points, the closing
 pair included, is at least 0.7/n apart in Euclidean distance), sorted by angle around their
