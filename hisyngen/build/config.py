@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hisyngen.errors import HisynError
-from hisyngen.filtering.select import MAX_ATTEMPTS_DEFAULT, Selection
+from hisyngen.filtering.select import DEFAULT_BATCH, MAX_ATTEMPTS_DEFAULT, Selection
 from hisyngen.spec import PAPER_COUNT, PAPER_COUNT_BY_DATASET, PAPER_EPOCHS, PAPER_EPOCHS_BY_RUN
 
 
@@ -99,7 +99,11 @@ TRAIN_KEYS = ("batch_size", "lr", "image_size", "val_fraction", "num_workers", "
 def discriminator_section() -> type:
     """The ``discriminator`` section: :class:`TrainConfig`'s fields the build sets, plus what the
     build decides itself (epochs by the paper when null, the training images)."""
-    from hisyngen.filtering.train import TrainConfig
+    import inspect
+
+    from hisyngen.filtering.train import TrainConfig, train_filter
+
+    train_filter_default = {k: p.default for k, p in inspect.signature(train_filter).parameters.items()}
 
     borrowed = {name: (hint, spec) for name, hint, spec in _borrowed(TrainConfig, {
         "batch_size": None, "lr": None, "image_size": None, "val_fraction": None, "num_workers": None,
@@ -107,8 +111,8 @@ def discriminator_section() -> type:
         "match_classes": "weight synthetic images to the real images' class presence (false: the paper)"})}
     assert tuple(borrowed) == TRAIN_KEYS
     own = {"epochs": (int | None, setting(None, f"null: {_paper_epochs_text()} (the paper)")),
-           "negatives": (int, setting(1000)),
-           "real_from": (str, setting("multi", "real images: multi (two or more tissues), all, or a folder"))}
+           "negatives": (int, setting(train_filter_default["negatives"])),
+           "real_from": (str, setting(train_filter_default["real_from"], "real images: multi (two or more tissues), all, or a folder"))}
     order = ("epochs", "batch_size", "lr", "negatives", "real_from", "image_size", "val_fraction", "num_workers",
              "min_steps_per_epoch", "match_classes")  # the order --print-config shows
     table = {**borrowed, **own}
@@ -156,7 +160,7 @@ class BuildConfig:
                                                      "neighbouring class areas, so no class shrinks within a stratum")
     threshold: float = setting(Selection.threshold, "threshold: keep candidates with p_real above this")
     max_attempts: int | None = setting(None, f"threshold: candidates per strategy at most; null: {MAX_ATTEMPTS_DEFAULT}")
-    filter_batch_size: int = setting(64)
+    filter_batch_size: int = setting(DEFAULT_BATCH)
     filter_workers: int = setting(1)
     realism: RealismSettings = setting(section=lambda: RealismSettings,
                                        note="offline realism report: a judge discriminator, Frechet distance, KID")

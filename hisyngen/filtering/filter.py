@@ -28,14 +28,13 @@ from hisyngen.corpus import (
     run_chunks, write_rows,
 )
 from hisyngen.errors import HisynError
-from hisyngen.filtering.select import (  # default_max_attempts: re-exported, its home is select
-    Selection, ThresholdTally, default_max_attempts, pixel_shares, select_rank, select_threshold, stratum, stratum_report,
+from hisyngen.filtering.select import (  # DEFAULT_BATCH, default_max_attempts: re-exported, their home is select
+    DEFAULT_BATCH, Selection, ThresholdTally, default_max_attempts, pixel_shares, select_rank, select_threshold, stratum, stratum_report,
 )
 from hisyngen.imageio import atomic_write_text
 from hisyngen.safety import locks_output
 from hisyngen.sources.inspect import skipped_warning
 
-DEFAULT_BATCH = 64
 PROBE = 2048
 """Candidates scored before a threshold run may be judged hopeless from its acceptance rate."""
 

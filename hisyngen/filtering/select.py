@@ -37,6 +37,11 @@ until every quota is full (the paper's rule, with ``stratify=False``)."""
 
 UNSTRATIFIED = "all"
 
+DEFAULT_BATCH = 64
+"""Candidates scored per batch. Part of a filtered corpus' identity (scores of a BatchNorm-folded
+model are batch-aligned), so it lives here, beside the other settings the build config reads
+without importing torch."""
+
 
 ATTEMPTS_PER_KEPT = 1000
 """Threshold selection scores at most this many candidates per kept sample by default (a 0.1% acceptance floor)."""
