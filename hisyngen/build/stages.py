@@ -209,11 +209,13 @@ class Build:
         return resolve_precision(self.config["precision"], resolve_device(self.config["device"]))
 
     def _realism_config(self) -> Any:
+        from hisyngen.filtering.realism import JUDGE_VAL_FRACTION
         from hisyngen.filtering.train import TrainConfig
 
         r = self.config["realism"]
         return TrainConfig(epochs=r["epochs"], image_size=r["image_size"], seed=self.config["seed"],
-                           device=self.config["device"], precision=self.config["precision"], val_fraction=0.5,
+                           device=self.config["device"], precision=self.config["precision"],
+                           val_fraction=JUDGE_VAL_FRACTION,
                            batch_size=self.config["discriminator"]["batch_size"])
 
     def stage_discriminator(self, name: str) -> dict[str, Any]:

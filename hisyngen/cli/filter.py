@@ -243,12 +243,12 @@ def realism(corpora, real_source, dataset, spec_file, real_from, max_images, epo
     Example:
       hisyngen realism corpora/mosaic-raw corpora/mosaic --real data/BCSS-WSSS
     """
-    from hisyngen.filtering.realism import realism_report, render_realism
+    from hisyngen.filtering.realism import JUDGE_VAL_FRACTION, realism_report, render_realism
     from hisyngen.filtering.train import TrainConfig
 
     src = open_source_from_options(real_source, dataset, spec_file)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed, device=device,
-                         precision=precision, val_fraction=0.5)
+                         precision=precision, val_fraction=JUDGE_VAL_FRACTION)
     report = realism_report(list(corpora), src, real_from=real_from, max_images=max_images, config=config,
                             progress=not quiet and not as_json)
     if as_json:

@@ -92,6 +92,11 @@ def _colour_stats(images: LabelledImages) -> dict[str, list[float]]:
     return {"mean": [round(float(v), 2) for v in mean], "std": [round(float(v), 2) for v in std]}
 
 
+JUDGE_VAL_FRACTION = 0.5
+"""The judge holds out half of each image set: its two-sample accuracy is measured on images it
+never trained on, with as many of them as it trained on."""
+
+
 def realism_report(
     corpora: list[str | Path],
     source: Any,
@@ -105,7 +110,7 @@ def realism_report(
 
     if not corpora:
         raise HisynError("realism needs at least one corpus")
-    config = config or TrainConfig(val_fraction=0.5)
+    config = config or TrainConfig(val_fraction=JUDGE_VAL_FRACTION)
     real_paths = real_image_paths(source, real_from)[:max_images]
     sets = [ImageSet(label=REAL, size=config.image_size, paths=tuple(real_paths))]
     described = []
