@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -25,28 +24,7 @@ from hisyngen.sources import open_source
 from hisyngen.spec import get_spec
 from hisyngen.synthesis import make_strategy
 
-from fixtures import tissue_image, write_benchmark
-
-BCSS = get_spec("bcss-wsss")
-LABELS = [(1, 0, 0, 0), (1, 0, 0, 0), (0, 1, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 1, 0, 0)]
-TIF_NAME = "img900+[0110].tif"  # a non-PNG train image: exported re-encoded, same pixels
-
-
-def make_source(root: Path, spec=BCSS, labels=LABELS):
-    """A tiny benchmark source (32 px) with val/test masks holding the background index."""
-    write_benchmark(root, spec, labels, style="run" if spec is BCSS else "spaces", n_val=2, n_test=2, size=32)
-    if spec is BCSS:
-        cv2.imwrite(str(root / "training" / TIF_NAME), tissue_image(1, (40, 36), seed=9)[:, :, ::-1])
-    return open_source(root)
-
-
-def make_corpora(source, folder: Path, count: int = 6) -> list[Path]:
-    """A Mosaic and a Bezier corpus of ``count`` 32 px samples each."""
-    out = []
-    for name in ("mosaic", "bezier"):
-        synthesize(source, make_strategy(name, {"size": 32}), folder / name, count, seed=0)
-        out.append(folder / name)
-    return out
+from export_fixtures import BCSS, LABELS, TIF_NAME, load_hf, make_corpora, make_source
 
 
 def make_filtered(corpus: Path, out: Path) -> Path:
@@ -187,15 +165,6 @@ def test_mmseg_export_feeds_the_hisyngen_training_datasets(inputs, tmp_path, mms
 
 
 # --- Hugging Face ------------------------------------------------------------------------------
-
-def load_hf(folder: Path, cache: Path, monkeypatch, subset: str | None = None):
-    """``datasets.load_dataset(folder[, subset])`` offline, caching under ``cache``."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from datasets import load_dataset
-
-    return load_dataset(str(folder), subset, cache_dir=str(cache))
-
 
 def check_hf_pixels(ds, weak, source, corpora) -> None:
     """Every split of a loaded HF export (default subset ``ds``, ``weak`` subset) equals the corpora and

@@ -19,7 +19,7 @@ from hisyngen.safety import OWN_FILES
 from hisyngen.sources import open_source
 
 from fake_hub import FakeHub
-from test_export import make_corpora, make_source
+from export_fixtures import make_corpora, make_source
 
 TESTS = Path(__file__).resolve().parent
 TOKEN = "hf_user_token"  # FakeHub's default token of user "user"
@@ -93,7 +93,7 @@ def test_push_then_load_dataset_from_the_fake_hub_round_trips_pixels(exported, h
 
     load = (
         "import sys; from datasets import load_dataset; from hisyngen.sources import open_source; "
-        "from test_export import check_hf_pixels; "
+        "from export_fixtures import check_hf_pixels; "
         "ds = load_dataset('user/tiny'); weak = load_dataset('user/tiny', 'weak'); "
         "check_hf_pixels(ds, weak, open_source(sys.argv[1]), sys.argv[2:]); print(ds.num_rows, weak.num_rows)"
     )

@@ -15,7 +15,7 @@ import pytest
 from hisyngen.export import export_dataset
 from hisyngen.spec import IGNORE_INDEX
 
-from test_export import load_hf, make_corpora, make_source
+from export_fixtures import load_hf, make_corpora, make_source
 
 transformers = pytest.importorskip(
     "transformers", reason="transformers is in the `test` extra: pip install -e '.[test]'")

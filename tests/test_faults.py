@@ -33,7 +33,7 @@ from hisyngen.synthesis import make_strategy
 
 from fake_hub import FakeHub
 from fixtures import needs_openmmlab, tissue_image, write_benchmark, write_mask, write_rgb
-from test_export import make_corpora, make_source
+from export_fixtures import make_corpora, make_source
 
 TESTS = Path(__file__).resolve().parent
 TOKEN = "hf_" + "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"  # shaped like a real user access token (hf_ + 34)
