@@ -109,3 +109,6 @@ def test_param_runs_are_measured_labelled_and_paired_apart_from_plain_ones():
     assert [tool.record_label(r) for r in rows] == ["mosaic+bezier"] * 2 + ["mosaic+bezier, stain=reinhard, feather=3"] * 2
     assert ("- mIoU `mosaic+bezier, stain=reinhard, feather=3` - `mosaic+bezier`: +2.5 (seed 0), +1.5 (seed 1) (mean +2.0)"
             in tool.paired_differences(rows))
+    # a bf16 run pairs with the fp32 run of its own parameters, not with a styled one of the same variant
+    rows.append({**plain[0], "mIoU": 29.0, "precision": "bf16"})
+    assert "- mIoU `mosaic+bezier` bf16 - fp32: -1.0 (seed 0)" in tool.paired_differences(rows)

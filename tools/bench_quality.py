@@ -367,12 +367,15 @@ def paired_differences(rows: list[dict]) -> list[str]:
     """mIoU differences the targets are about, paired by seed (the same training seed in both variants);
     and bf16 - fp32 of each variant trained both ways."""
     lines = []
-    for variant in dict.fromkeys(r["variant"] for r in rows if record_precision(r) == "bf16"):
-        pairs = {(record_precision(r), r["seed"]): r["mIoU"] for r in rows if r["variant"] == variant}
+    def fp32_label(record: dict) -> str:  # its row had it trained in fp32: same variant, params and selection
+        return record_label({**record, "precision": "fp32"})
+
+    for label in dict.fromkeys(fp32_label(r) for r in rows if record_precision(r) == "bf16"):
+        pairs = {(record_precision(r), r["seed"]): r["mIoU"] for r in rows if fp32_label(r) == label}
         seeds = sorted(s for p, s in pairs if p == "bf16" and ("fp32", s) in pairs)
         if seeds:
             diffs = ", ".join(f"{pairs[('bf16', s)] - pairs[('fp32', s)]:+.1f} (seed {s})" for s in seeds)
-            lines.append(f"- mIoU `{variant}` bf16 - fp32: {diffs}")
+            lines.append(f"- mIoU `{label}` bf16 - fp32: {diffs}")
     by_key = {(record_label(r), r["seed"]): r["mIoU"] for r in rows if record_precision(r) == "fp32"}
     for better, baseline in (("full", "onelabel"), ("filtered", "mosaic+bezier"), ("full", "unfiltered+real"),
                              ("filtered", "filtered, no area matching"), ("full", "full, no area matching"),
