@@ -56,6 +56,7 @@ def main() -> int:
     from hisyngen.cli import cli
     from hisyngen.filtering import filter as filter_module
     from hisyngen.filtering.realism import kernel_inception_distance, realism_report
+    import hisyngen.filtering.realism as realism_module
     from hisyngen.filtering.select import Selection
     from hisyngen.filtering.train import TrainConfig, recalibrate_batchnorm, train_filter
     from hisyngen.filtering.data import class_matched_weights
@@ -166,7 +167,8 @@ def main() -> int:
         and filter_module.default_max_attempts(3600) == 3_600_000,
         "KID 50 subsets of 100": params(kernel_inception_distance)["subsets"] == 50
         and params(kernel_inception_distance)["subset_size"] == 100,
-        "realism: halves, judge's best epoch on 20%": "TrainConfig(val_fraction=0.5)" in inspect.getsource(realism_report)
+        "realism: halves, judge's best epoch on 20%": realism_module.JUDGE_VAL_FRACTION == 0.5
+        and "TrainConfig(val_fraction=JUDGE_VAL_FRACTION)" in inspect.getsource(realism_report)
         and '"val_fraction": 0.2' in inspect.getsource(realism_report),
         "loss weights 1, 1, 1": (head.loss_decode.loss_weight, head.loss_cls.loss_weight,
                                  head.loss_reg.loss_weight) == (1.0, 1.0, 1.0),
