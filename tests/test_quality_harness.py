@@ -112,3 +112,19 @@ def test_param_runs_are_measured_labelled_and_paired_apart_from_plain_ones():
     # a bf16 run pairs with the fp32 run of its own parameters, not with a styled one of the same variant
     rows.append({**plain[0], "mIoU": 29.0, "precision": "bf16"})
     assert "- mIoU `mosaic+bezier` bf16 - fp32: -1.0 (seed 0)" in tool.paired_differences(rows)
+
+
+def test_filtered_runs_are_labelled_by_their_selection():
+    from hisyngen.filtering.select import Selection
+
+    tool = load_tool()
+    row = {"dataset": "tiny", "variant": "full", "seed": 0, "mIoU": 30.0}
+    assert tool.record_label({**row, "selection": Selection().to_dict()}) == "full"
+    # a record from before selections were recorded was rank with quotas only
+    assert tool.record_label(row) == "full, no area matching"
+    assert tool.record_selection({**row, "variant": "full-paper"}) == Selection.paper().to_dict()
+    assert tool.record_selection({**row, "variant": "mosaic+bezier"}) is None
+    # another oversample is a row of its own, with or without area matching
+    for selection in (Selection(oversample=3.0), Selection(oversample=3.0, match_area=False)):
+        label = tool.record_label({**row, "selection": selection.to_dict()})
+        assert label == f"full, {selection.describe()}" and "3 x count" in label

@@ -151,6 +151,9 @@ def test_selection_settings_are_checked_and_recorded():
     # a rank corpus selected before match_area existed keeps its identity (no key = off)
     assert Selection(match_area=False).to_dict() == {"mode": "rank", "stratify": True, "oversample": 5.0}
     assert "match_area" not in Selection(mode="threshold").to_dict()  # threshold mode ignores it
+    for selection in (Selection(), Selection(match_area=False), Selection.paper(), Selection(oversample=2.0)):
+        assert Selection.from_dict(selection.to_dict()).to_dict() == selection.to_dict()
+    assert not Selection.from_dict({"mode": "rank", "stratify": True, "oversample": 5.0}).match_area
     assert Selection.paper().to_dict() == {"mode": "threshold", "stratify": False, "threshold": 0.5}
     assert Selection(oversample=2.5).budget(10) == 25 and Selection(oversample=1).budget(7) == 7
     for bad in ({"mode": "best"}, {"oversample": 0.5}, {"threshold": 1.0}):
@@ -174,3 +177,10 @@ def test_the_public_command_of_a_rank_corpus_reproduces_its_area_matching():
     assert "--no-match-area" in command(Selection(match_area=False).to_dict())
     assert "--no-match-area" not in command(Selection().to_dict())
     assert "--no-match-area" not in command(Selection.paper().to_dict())
+
+
+def test_rank_refuses_to_keep_more_than_it_scored():
+    fractions = [[1.0, 0.0], [0.0, 1.0]]
+    for given in (None, fractions):  # the same error with and without area matching
+        with pytest.raises(ValueError, match="cannot keep 3 of 2"):
+            select_rank(["0:0", "1:1"], [0.5, 0.4], 3, given)

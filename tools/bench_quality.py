@@ -348,10 +348,10 @@ def record_label(record: dict) -> str:
     parts = [record["variant"], *(f"{k}={v}" for k, v in record.get("params", {}).items())]
     selection = record_selection(record)
     if selection is not None and not record["variant"].endswith("-paper"):
-        oversample = selection.get("oversample", Selection.oversample)
-        if selection != Selection(oversample=oversample).to_dict():
-            parts.append("no area matching" if selection == Selection(oversample=oversample, match_area=False).to_dict()
-                         else Selection(**selection).describe())
+        # against the default itself (an other --oversample is a row of its own, named by describe())
+        if selection != Selection().to_dict():
+            parts.append("no area matching" if selection == Selection(match_area=False).to_dict()
+                         else Selection.from_dict(selection).describe())
     if record_precision(record) != "fp32":
         parts.append(record_precision(record))
     return ", ".join(parts)

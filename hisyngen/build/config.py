@@ -157,7 +157,7 @@ class BuildConfig:
                                                  "class mix is the unfiltered one")
     oversample: float = setting(Selection.oversample, "rank: candidates scored per kept sample")
     match_area: bool = setting(Selection.match_area, "rank: the most realistic of each run of candidates with "
-                                                     "neighbouring class areas, so no class shrinks within a stratum")
+                                                     "neighbouring areas of the rarest class, so it does not shrink within a stratum")
     threshold: float = setting(Selection.threshold, "threshold: keep candidates with p_real above this")
     max_attempts: int | None = setting(None, f"threshold: candidates per strategy at most; null: {MAX_ATTEMPTS_DEFAULT}")
     filter_batch_size: int = setting(DEFAULT_BATCH)
@@ -332,9 +332,12 @@ def config_text(config: dict[str, Any] | None = None) -> str:
     return "\n".join(lines + emit(defaults() if config is None else config, "", "")) + "\n"
 
 
-IMPLIED_BY_OLDER_BUILDS = {"match_area": False}
-"""Settings added after a build.yaml could have been stored, with what such a build did: rank
-selection without area matching. A rerun of it compares against these, not against None."""
+def implied_by_older_build(previous: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings added after a stored build.yaml was written, with what that build did, so a rerun
+    compares against them rather than against None: a filtered rank build selected without area
+    matching; in a threshold or unfiltered build match_area decides nothing, so today's value."""
+    rank = previous.get("filter", True) and previous.get("selection", Selection.mode) == "rank"
+    return {"match_area": False if rank else settings.get("match_area")}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hisyngen.build.config import IMPLIED_BY_OLDER_BUILDS, STRATEGY_KEYS, TRAIN_KEYS, identity
+from hisyngen.build.config import STRATEGY_KEYS, TRAIN_KEYS, identity, implied_by_older_build
 from hisyngen.build.report import build_summary
 from hisyngen.errors import HisynError
 from hisyngen.filtering.select import Selection
@@ -145,12 +145,13 @@ class Build:
         stored = self.out / "build.yaml"
         settings = {"source": str(Path(self.source.root).resolve()), **identity(self.config)}
         if stored.is_file():
-            previous = {**IMPLIED_BY_OLDER_BUILDS, **yaml.safe_load(stored.read_text())}
+            previous = yaml.safe_load(stored.read_text())
+            previous = {**implied_by_older_build(previous, settings), **previous}
             diffs = [f"{k}: {previous.get(k)!r} vs {settings.get(k)!r}" for k in sorted(set(previous) | set(settings))
                      if previous.get(k) != settings.get(k)]
             if diffs:
                 raise HisynError(f"{self.out} holds a build with other settings ({'; '.join(diffs)}); "
-                                 "choose another --out or delete it")
+                                 "choose another --out, delete it, or set those in a --config file")
             return
         if self.out.exists() and user_entries(self.out):
             raise HisynError(f"{self.out} exists and is not a hisyngen build folder; choose another --out")

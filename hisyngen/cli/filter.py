@@ -142,7 +142,7 @@ def _score(value: float | None) -> str:
                    "synthetic is kept less.")
 @click.option("--match-area/--no-match-area", default=Selection.match_area, show_default=True,
               help="rank: keep the most realistic of each run of ~--oversample candidates with neighbouring class "
-                   "areas (rarest class first), so no class shrinks within a stratum; without, a stratum's highest "
+                   "areas (rarest class first), so the rarest class' area does not shrink within a stratum; without, a stratum's highest "
                    "scores (what rank corpora from before this option were).")
 @click.option("--paper", is_flag=True,
               help="The paper's filter: --selection threshold --threshold 0.5 --no-stratify.")
@@ -179,8 +179,12 @@ def filter_command(source, dataset, spec_file, strategy, model, count, out, seed
     if paper:
         if selection == "rank" and _given("selection") or _given("stratify") and stratify:
             raise click.UsageError("--paper is --selection threshold --no-stratify; drop the conflicting option")
+        if _given("match_area"):
+            raise click.UsageError("--match-area applies to --selection rank, not to --paper")
         choice = Selection.paper(threshold)
-    else:
+    elif selection == "threshold" and _given("match_area"):
+        raise click.UsageError("--match-area applies to --selection rank; threshold keeps candidates in index order")
+    if not paper:
         choice = Selection(mode=selection, stratify=stratify, oversample=oversample, threshold=threshold,
                            match_area=match_area)
     src = open_source_from_options(source, dataset, spec_file)

@@ -83,8 +83,8 @@ def corpus_command(corpus: Any) -> str:
             if key in selection:
                 args += [f"--{key}", str(selection[key])]
         args += ["--no-stratify"] if selection.get("stratify") is False else []
-        # a rank corpus records match_area only when on (older ones were selected without it)
-        args += ["--no-match-area"] if selection.get("mode") == "rank" and not selection.get("match_area") else []
+        if selection.get("mode") == "rank":  # recorded only when on (older rank corpora: without it)
+            args += ["--match-area" if selection.get("match_area") else "--no-match-area"]
         if "batch_size" in config.filter:
             args += ["--batch-size", str(config.filter["batch_size"])]
         args += ["-o", corpus.folder.name]

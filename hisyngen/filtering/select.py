@@ -12,13 +12,13 @@ A candidate's stratum is its dominant class (most pixels) plus the set of classe
 ``"2:0+2"``: presence alone lets the kept samples shrink the rare class' area within the stratum,
 dominance alone lets them drop it as the minor class (see README, filter benchmark).
 
-Within a stratum the discriminator can still prefer candidates with less of a class (measured:
-Mosaic's lymphocyte share 7.2% -> 5.7% on bcss-wsss-mini, tumour 6.3% -> 9.4% on wsss4luad-mini).
-Rank mode therefore matches area too (``match_area``): it orders a stratum's candidates by their
+Within a stratum the discriminator can still prefer candidates with less of a class (measured on
+Mosaic: docs/method.md, "Matched class areas"). Rank mode therefore matches area too (``match_area``): it orders a stratum's candidates by their
 class areas, rarest class first, cuts that order into ``quota`` runs of about ``oversample``
 neighbours, and keeps the most realistic candidate of each run. The kept samples then spread over
-the stratum's class areas as its candidates do, and each is still the best of ~``oversample``
-candidates of nearly the same composition.
+the stratum's candidates along the rarest class' area (the order's first key; the other classes
+only break ties), and each is still the best of ~``oversample`` candidates with nearly its area
+of that class.
 Settings, defaults and their sources: docs/method.md#filtering-and-selection.
 """
 
@@ -88,6 +88,11 @@ class Selection:
     def paper(cls, threshold: float = 0.5) -> "Selection":
         """The paper's filter: first N candidates with p_real > 0.5, no quotas."""
         return cls(mode="threshold", stratify=False, threshold=threshold)
+
+    @classmethod
+    def from_dict(cls, recorded: dict[str, Any]) -> "Selection":
+        """The inverse of :meth:`to_dict` (a recorded rank selection without match_area had it off)."""
+        return cls(**{"match_area": False, **recorded})
 
     def budget(self, count: int) -> int:
         """rank mode: the number of candidates scored for ``count`` kept samples."""
@@ -159,6 +164,8 @@ def select_rank(strata: Sequence[str], scores: Sequence[float], count: int,
     """
     if len(strata) != len(scores) or fractions is not None and len(fractions) != len(scores):
         raise ValueError("strata, scores and fractions differ in length")
+    if count > len(strata):
+        raise ValueError(f"cannot keep {count} of {len(strata)} candidates")
     quota = quotas(strata, count)
     by_stratum: dict[str, list[int]] = {}
     for position, s in enumerate(strata):
