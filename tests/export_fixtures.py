@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 
-from hisyngen.corpus import synthesize
+from hisyngen.corpus import Corpus, synthesize
+from hisyngen.imageio import read_mask, read_rgb
 from hisyngen.sources import open_source
 from hisyngen.spec import get_spec
 from hisyngen.synthesis import make_strategy
@@ -43,3 +45,44 @@ def load_hf(folder: Path, cache: Path, monkeypatch, subset: str | None = None):
     from datasets import load_dataset
 
     return load_dataset(str(folder), subset, cache_dir=str(cache))
+
+
+def ground_truth(record) -> np.ndarray:
+    mask = read_mask(record.mask_path)
+    mask[mask == BCSS.background_index] = 255
+    return mask
+
+
+def check_hf_pixels(ds, weak, source, corpora) -> None:
+    """Every split of a loaded HF export (default subset ``ds``, ``weak`` subset) equals the corpora and
+    source files pixel for pixel."""
+    masks, images, seeds = {}, {}, {}
+    for folder in corpora:
+        corpus = Corpus(folder)
+        for row in corpus.rows():
+            masks[row["id"]] = read_mask(corpus.mask_path(row))
+            images[row["id"]] = read_rgb(corpus.image_path(row))
+            seeds[row["id"]] = corpus.config.seed
+    strategy = ds["train"].features["strategy"]
+    for row in ds["train"]:
+        assert row["label"].mode == "P"
+        np.testing.assert_array_equal(np.array(row["label"]), masks.pop(row["id"]))
+        np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), images[row["id"]])
+        assert strategy.int2str(row["strategy"]) == row["id"].split("-")[0]
+        assert row["seed"] == seeds[row["id"]]
+    assert masks == {}
+    records = {r.id: r for r in source.train}
+    assert set(weak) == {"train"} and weak["train"].column_names == ["image", "tissues", "sources", "id"]
+    assert weak["train"].features["tissues"] == ds["train"].features["tissues"]
+    for row in weak["train"]:
+        record = records.pop(row["sources"][0])
+        assert row["tissues"] == [c for c, v in enumerate(record.labels) if v]
+        np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), read_rgb(record.path))
+    assert records == {}
+    for split, records in (("validation", source.val), ("test", source.test)):
+        assert [row["id"] for row in ds[split]] == [r.path.stem for r in records]
+        for row, record in zip(ds[split], records):
+            assert row["label"].mode == "P"
+            truth = ground_truth(record)
+            np.testing.assert_array_equal(np.array(row["label"]), truth)
+            assert row["tissues"] == sorted(set(np.unique(truth).tolist()) - {255})

@@ -2,7 +2,7 @@
 
 Each test reproduces a defect of the audit (item numbers of the issue) and fails on the code before
 the fix. Items 3, 10 and 11 (checkpoints, training without val masks, gloo teardown) are tested in
-tests/test_faults_training.py.
+tests/mmseg/test_faults_training.py.
 """
 
 from __future__ import annotations

@@ -164,6 +164,36 @@ def test_filter_resumes_an_interrupted_run(source, tmp_path, monkeypatch, select
     assert got == ref
 
 
+def test_rank_filter_keeps_what_area_matching_selects_unless_told_not_to(source, tmp_path, monkeypatch):
+    import hisyngen.filtering.filter as filter_module
+    from hisyngen.filtering import select
+
+    calls = []
+
+    def spy(strata, scores, count, fractions=None):
+        kept = select.select_rank(strata, scores, count, fractions)
+        calls.append((fractions, kept))
+        return kept
+
+    monkeypatch.setattr(filter_module, "select_rank", spy)
+    strategy = make_strategy("bezier", {"size": 48})
+    model = random_model(tmp_path / "model.pt", "bezier", source.spec.classes, seed=2)
+    for name, selection in (("on", Selection()), ("off", Selection(match_area=False))):
+        filter_corpus(source, strategy, model, tmp_path / name, count=10, seed=0, batch_size=4, workers=0,
+                      selection=selection)
+    (on_fractions, on_kept), (off_fractions, _) = calls
+    assert off_fractions is None and len(on_fractions) == 50  # the fractions of every scored candidate
+    # the corpus holds exactly the candidates the matched selection kept (candidate index = position)
+    assert sorted(r["index"] for r in Corpus(tmp_path / "on").rows()) == on_kept
+    assert Corpus(tmp_path / "on").config.filter["selection"]["match_area"] is True
+    assert "match_area" not in Corpus(tmp_path / "off").config.filter["selection"]
+    # the CLI refuses --match-area where it decides nothing
+    for extra in (["--paper", "--match-area"], ["--selection", "threshold", "--no-match-area"]):
+        result = CliRunner().invoke(cli, ["filter", str(source.root), "-s", "bezier", "-m", str(model), "-n", "4",
+                                          "-o", str(tmp_path / "x"), *extra])
+        assert result.exit_code != 0 and "--match-area applies to --selection rank" in result.output
+
+
 def test_filter_stops_at_the_attempt_guard_with_the_rate(source, tmp_path):
     strategy = make_strategy("mosaic", {"size": 48})
     model = random_model(tmp_path / "model.pt", "mosaic", source.spec.classes)

@@ -21,7 +21,7 @@ from hisyngen.sources import open_source
 from fake_hub import FakeHub
 from export_fixtures import make_corpora, make_source
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where the helper modules live
 TOKEN = "hf_user_token"  # FakeHub's default token of user "user"
 # The expected client protocol: if a datasets/huggingface_hub upgrade changes it, this list changes.
 PUSH_AND_LOAD_ROUTES = {

@@ -24,7 +24,7 @@ from hisyngen.sources import open_source
 from hisyngen.spec import get_spec
 from hisyngen.synthesis import make_strategy
 
-from export_fixtures import BCSS, LABELS, TIF_NAME, load_hf, make_corpora, make_source
+from export_fixtures import BCSS, LABELS, TIF_NAME, check_hf_pixels, ground_truth, load_hf, make_corpora, make_source
 
 
 def make_filtered(corpus: Path, out: Path) -> Path:
@@ -55,12 +55,6 @@ def inputs(tmp_path_factory):
 def leftovers(out: Path) -> list[str]:
     """Staging folders of an export to ``out`` that were not cleaned up."""
     return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
-
-
-def ground_truth(record) -> np.ndarray:
-    mask = read_mask(record.mask_path)
-    mask[mask == BCSS.background_index] = 255
-    return mask
 
 
 # --- ids ---------------------------------------------------------------------------------------
@@ -165,41 +159,6 @@ def test_mmseg_export_feeds_the_hisyngen_training_datasets(inputs, tmp_path, mms
 
 
 # --- Hugging Face ------------------------------------------------------------------------------
-
-def check_hf_pixels(ds, weak, source, corpora) -> None:
-    """Every split of a loaded HF export (default subset ``ds``, ``weak`` subset) equals the corpora and
-    source files pixel for pixel."""
-    masks, images, seeds = {}, {}, {}
-    for folder in corpora:
-        corpus = Corpus(folder)
-        for row in corpus.rows():
-            masks[row["id"]] = read_mask(corpus.mask_path(row))
-            images[row["id"]] = read_rgb(corpus.image_path(row))
-            seeds[row["id"]] = corpus.config.seed
-    strategy = ds["train"].features["strategy"]
-    for row in ds["train"]:
-        assert row["label"].mode == "P"
-        np.testing.assert_array_equal(np.array(row["label"]), masks.pop(row["id"]))
-        np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), images[row["id"]])
-        assert strategy.int2str(row["strategy"]) == row["id"].split("-")[0]
-        assert row["seed"] == seeds[row["id"]]
-    assert masks == {}
-    records = {r.id: r for r in source.train}
-    assert set(weak) == {"train"} and weak["train"].column_names == ["image", "tissues", "sources", "id"]
-    assert weak["train"].features["tissues"] == ds["train"].features["tissues"]
-    for row in weak["train"]:
-        record = records.pop(row["sources"][0])
-        assert row["tissues"] == [c for c, v in enumerate(record.labels) if v]
-        np.testing.assert_array_equal(np.array(row["image"].convert("RGB")), read_rgb(record.path))
-    assert records == {}
-    for split, records in (("validation", source.val), ("test", source.test)):
-        assert [row["id"] for row in ds[split]] == [r.path.stem for r in records]
-        for row, record in zip(ds[split], records):
-            assert row["label"].mode == "P"
-            truth = ground_truth(record)
-            np.testing.assert_array_equal(np.array(row["label"]), truth)
-            assert row["tissues"] == sorted(set(np.unique(truth).tolist()) - {255})
-
 
 def test_hf_export_loads_offline_and_round_trips_pixels(inputs, tmp_path, monkeypatch):
     source, corpora = inputs

@@ -21,8 +21,6 @@ from hisyngen.spec import get_spec
 
 from fixtures import TINY_BUILD, write_benchmark
 
-pytestmark = pytest.mark.slow
-
 LABELS = ([(1, 0, 0, 0)] * 4 + [(0, 1, 0, 0)] * 4 + [(0, 0, 1, 0)] * 3 + [(0, 0, 0, 1)] * 3
           + [(1, 1, 0, 0)] * 8 + [(0, 1, 1, 0)] * 6 + [(1, 0, 0, 1)] * 6)
 
@@ -76,6 +74,7 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+@pytest.mark.slow  # whole builds
 def test_build_end_to_end(source_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     out = tmp_path / "build"
@@ -146,6 +145,7 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
     assert again["strategies"] == summary["strategies"] and files(out, TIMED) == before
 
 
+@pytest.mark.slow  # whole builds
 def test_build_without_filter_and_one_strategy(source_root, tmp_path):
     config = load_config(None, {**TINY_BUILD, "filter": False, "strategies": ["bezier"], "realism": {"enabled": False},
                                 "export": {"formats": ["mmseg"]}})
@@ -166,6 +166,7 @@ def _wait_for(condition, proc, timeout=120.0) -> bool:
     return False
 
 
+@pytest.mark.slow  # whole builds
 def test_kill_minus_9_and_resume_gives_identical_output(source_root, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY_BUILD, "count": 24, "filter_batch_size": 2}))
@@ -254,6 +255,7 @@ def test_config_merging_and_errors(source_root, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # whole builds
 def test_rerun_with_other_settings_is_refused(source_root, tmp_path):
     config = load_config(None, {**TINY_BUILD, "filter": False, "strategies": ["onelabel"], "realism": {"enabled": False},
                                 "export": {"formats": ["mmseg"]}})

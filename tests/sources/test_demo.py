@@ -160,7 +160,7 @@ def test_demo_json_carries_an_undefined_iou_as_null(tmp_path, monkeypatch, capsy
     assert printed["train"]["IoU"] == {"TUM": 50.0, "NEC": None}
 
 
-# The tiny demo of the slow test: small images, and the build settings of tests/test_build.py.
+# The tiny demo of the slow test: small images, and the build settings of tests/build/test_build.py.
 TINY_DEMO = DemoSize(single_per_class=3, multi=6, val=2, test=2, size=96)
 # The one change to the printed command: 2 steps instead of its CPU_TRIAL_ITERATIONS, so the test stays
 # within ~3 minutes on a loaded 2-core CI box (mmengine lets this last --cfg-options value win).

@@ -79,6 +79,18 @@ def test_a_build_folder_stored_before_the_schema_is_accepted(tmp_path):
         Build(root, out, load_config(None, {"seed": 3, "match_area": False}), log=lambda m: None).prepare()
 
 
+def test_an_older_threshold_build_reruns_with_its_settings(tmp_path):
+    # match_area decides nothing in a threshold build: an older one (no key) reruns as it was
+    labels = [(1, 0, 0, 0)] * 2 + [(0, 1, 0, 0)] * 2 + [(0, 0, 1, 0)] * 2 + [(0, 0, 0, 1)] * 2 + [(1, 1, 0, 0)] * 4
+    root = write_benchmark(tmp_path / "src", get_spec("bcss-wsss"), labels, style="run", n_val=1, n_test=1, size=32)
+    out = tmp_path / "b"
+    out.mkdir()
+    stored = STORED_BEFORE.replace("SOURCE", str(Path(root).resolve())).replace("selection: rank", "selection: threshold")
+    assert "selection: threshold" in stored and "stratify: true" in stored
+    (out / "build.yaml").write_text(stored.replace("stratify: true", "stratify: false"))
+    Build(root, out, load_config(None, {"selection": "threshold", "stratify": False}), log=lambda m: None).prepare()
+
+
 def test_sections_borrow_the_library_fields():
     from hisyngen.filtering.train import TrainConfig
     from hisyngen.synthesis import Strategy
@@ -114,7 +126,7 @@ def test_help_and_notes_quote_the_papers_numbers():
 
 
 def test_no_library_module_imports_the_cli():
-    package = Path(__file__).resolve().parents[1] / "hisyngen"
+    package = Path(__file__).resolve().parents[2] / "hisyngen"
     offenders = []
     for path in sorted(package.rglob("*.py")):
         rel = path.relative_to(package).as_posix()
