@@ -79,7 +79,7 @@ def train_demo(root: str | Path, summary: dict[str, Any], extra_args: Sequence[s
     ``--cfg-options train_cfg.max_iters=N``: mmengine lets the last value win). A finished training
     of the same command in the same work dir is reused; an unfinished one starts over.
     """
-    from hisyngen.configs import mmseg_config_path
+    from hisyngen.mmseg_launch import mmseg_config_path
     from hisyngen.extras import require_openmmlab
 
     require_openmmlab("hisyngen demo --train")

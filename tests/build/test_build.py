@@ -87,7 +87,8 @@ def test_build_end_to_end(source_root, tmp_path, monkeypatch):
         assert len(rows) == info["kept"] == 6
         assert info["acceptance_rate"] == pytest.approx(6 / info["attempted"], abs=1e-6)
         assert corpus.config.filter["stats"]["attempted"] == info["attempted"] == 6 * 5  # rank: 5 x count scored
-        assert corpus.config.filter["selection"] == {"mode": "rank", "stratify": True, "oversample": 5.0}
+        assert corpus.config.filter["selection"] == {"mode": "rank", "stratify": True, "oversample": 5.0,
+                                                     "match_area": True}
         assert sum(s["kept"] for s in info["strata"]) == 6 and len(info["class_mix"]["kept"]) == 4
         assert all(0 < r["disc_score"] < 1 and r["stratum"] for r in rows)
         for row in rows:
